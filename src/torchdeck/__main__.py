@@ -1,0 +1,5 @@
+import sys
+
+from torchdeck.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""``torchdeck`` on the command line: ``train`` a spec headless, ``check`` one, or open the ``studio``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main"]
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from torchdeck.spec import Experiment
+    from torchdeck.train import ProgressBar
+
+    spec = Experiment.from_yaml(args.spec)
+    if args.epochs is not None:
+        spec = spec.with_changes(**{"train.epochs": args.epochs})
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    learner = spec.build()
+    if not args.quiet:
+        learner.add_callback(ProgressBar())
+    print(f"torchdeck: training {spec.name!r}: {spec.task.name} on {spec.data.name}, "
+          f"{spec.model.backbone}, {learner.optimizer.rule}, {spec.train.epochs} epochs", flush=True)
+    t0 = time.perf_counter()
+    learner.fit()
+    final = learner.history.epochs[-1] if learner.history.epochs else {}
+    print(f"torchdeck: done in {time.perf_counter() - t0:.1f} s; final "
+          + "  ".join(f"{k} {v:.4f}" for k, v in final.items() if isinstance(v, float)), flush=True)
+    if args.metrics_out:
+        Path(args.metrics_out).write_text(json.dumps(learner.history.epochs, indent=1))
+    if args.save:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in learner.model.state_dict().items()}, args.save)
+        print(f"torchdeck: weights saved to {args.save}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from torchdeck.spec import Experiment
+
+    spec = Experiment.from_yaml(args.spec)
+    print(spec.to_python() if args.python else spec.to_yaml(), end="")
+    return 0
+
+
+def _studio(args: argparse.Namespace) -> int:
+    notebook = Path(__file__).resolve().parents[2] / "app" / "studio.ipynb"
+    if not notebook.is_file():
+        raise FileNotFoundError(f"the Studio notebook is not at {notebook}; run `make studio` from a clone of the repository")
+    print(f"torchdeck Studio: http://127.0.0.1:{args.port}/", flush=True)
+    cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={args.port}", "--Voila.ip=127.0.0.1"]
+    return subprocess.call(cmd, env=os.environ.copy())
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="torchdeck", description="Train PyTorch models from a spec, headless or in the Studio.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train the run a spec describes and print progress and final metrics")
+    t.add_argument("spec", help="a YAML spec, e.g. examples/digits.yaml")
+    t.add_argument("--epochs", type=int, help="override train.epochs")
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar; only the first and last lines")
+    t.add_argument("--metrics-out", help="write the per-epoch metrics as JSON here")
+    t.add_argument("--save", help="save the trained weights here (.safetensors)")
+    t.set_defaults(fn=_train)
+    c = sub.add_parser("check", help="validate a spec and print it in canonical form")
+    c.add_argument("spec")
+    c.add_argument("--python", action="store_true", help="print a Python script that runs it instead")
+    c.set_defaults(fn=_check)
+    s = sub.add_parser("studio", help="serve the Studio with Voila on 127.0.0.1")
+    s.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8866)))
+    s.set_defaults(fn=_studio)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        print("torchdeck: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as e:
+        # Spec and input errors: one line, no traceback. Anything else is a bug and keeps its traceback.
+        print(f"torchdeck: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""In-memory data sets and the registry that finds them by name."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["ImageDataset", "DATASETS", "register_dataset", "load", "available", "seeded_split"]
+
+DATASETS: dict[str, Callable[..., Any]] = {}
+
+
+def register_dataset(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in DATASETS:
+            raise ValueError(f"data set {name!r} is registered twice")
+        DATASETS[name] = fn
+        return fn
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(DATASETS)
+
+
+def load(name: str, **options: Any) -> Any:
+    """A built-in data set by name: ``data.load("digits")``. Nothing is downloaded."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; allowed: {', '.join(available())}")
+    return DATASETS[name](**options)
+
+
+def seeded_split(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a random train/valid split that depends only on ``n``, the fraction and the seed."""
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction!r}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_valid = max(1, round(n * valid_fraction))
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+    """Labelled images held in memory, with a fixed train/valid split.
+
+    images: (N, H, W, C) uint8; labels: (N,) int64 class indices into ``classes``.
+    """
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    train_idx: np.ndarray
+    valid_idx: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise ValueError(f"{self.name}: images must be (N, H, W, C) uint8, got {self.images.shape} {self.images.dtype}")
+        if self.labels.shape != (len(self.images),):
+            raise ValueError(f"{self.name}: labels must be ({len(self.images)},), got {self.labels.shape}")
+
+    def split(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        idx = {"train": self.train_idx, "valid": self.valid_idx}.get(which)
+        if idx is None:
+            raise ValueError(f"{self.name}: unknown split {which!r}; allowed: train, valid")
+        return self.images[idx], self.labels[idx]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        n, h, w, c = self.images.shape
+        return (f"ImageDataset({self.name!r}, {n} images {h}x{w}x{c}, {len(self.classes)} classes, "
+                f"train {len(self.train_idx)} / valid {len(self.valid_idx)})")

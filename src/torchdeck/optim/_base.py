@@ -1,0 +1,126 @@
+"""The rule protocol: a gradient transformation with explicit, typed state.
+
+A rule is a frozen dataclass of hyperparameters with two functions over lists of tensors:
+
+- ``init(params) -> state``
+- ``update_(updates, state, params) -> (updates, state)`` — the fast path: it may overwrite the
+  ``updates`` tensors and the state's tensors in place. The updates it returns never alias the
+  state, so the next rule of a chain may overwrite them.
+
+``update`` is the pure twin (inputs untouched, new state returned). Updates are descent
+directions, as in Optimisers.jl: the optimiser *subtracts* them from the parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar, NamedTuple, Sequence
+
+import torch
+
+from torchdeck._tree import tree_map
+
+__all__ = ["Rule", "EmptyState", "hyper", "RULES", "register_rule", "format_number"]
+
+Tensors = Sequence[torch.Tensor]
+
+# name -> rule class; filled by @register_rule so specs can name rules without eval.
+RULES: dict[str, type["Rule"]] = {}
+
+
+def register_rule(cls: type["Rule"]) -> type["Rule"]:
+    if not cls.name:
+        raise TypeError(f"{cls.__qualname__} needs a class attribute `name` to be registered")
+    if cls.name in RULES:
+        raise TypeError(f"rule name {cls.name!r} is registered twice ({RULES[cls.name].__qualname__}, {cls.__qualname__})")
+    RULES[cls.name] = cls
+    return cls
+
+
+class EmptyState(NamedTuple):
+    """State of a rule that keeps none."""
+
+
+def hyper(default: float, *, ge: float | None = None, gt: float | None = None,
+          lt: float | None = None, le: float | None = None, help: str = "") -> Any:
+    """A hyperparameter field with its allowed range, checked when the rule is made."""
+    return dataclasses.field(default=default, metadata={"ge": ge, "gt": gt, "lt": lt, "le": le, "help": help})
+
+
+def _allowed(meta: dict) -> str:
+    lo = f"[{meta['ge']}" if meta["ge"] is not None else f"({meta['gt']}" if meta["gt"] is not None else "(-inf"
+    hi = f"{meta['le']}]" if meta["le"] is not None else f"{meta['lt']})" if meta["lt"] is not None else "inf)"
+    return f"{lo}, {hi}"
+
+
+def _in_range(v: float, meta: dict) -> bool:
+    return not ((meta["ge"] is not None and v < meta["ge"]) or (meta["gt"] is not None and v <= meta["gt"])
+                or (meta["lt"] is not None and v >= meta["lt"]) or (meta["le"] is not None and v > meta["le"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """Base class: subclasses declare hyperparameters with :func:`hyper` and fill ``init``/``update_``."""
+
+    name: ClassVar[str] = ""
+    # A hyperparameter always shown in the short form, e.g. the 1.0 of ``clip_norm(1.0)``.
+    primary: ClassVar[str | None] = None
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if "ge" not in f.metadata:
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+                raise ValueError(f"{self.name}: {f.name} must be a number, got {v!r}")
+            if not _in_range(v, f.metadata):
+                raise ValueError(f"{self.name}: {f.name} must be in {_allowed(f.metadata)}, got {v!r}")
+            object.__setattr__(self, f.name, float(v) if isinstance(v, int) and f.type in ("float", float) else v)
+
+    # -- the protocol -------------------------------------------------------------------
+    def init(self, params: Tensors) -> Any:
+        del params
+        return EmptyState()
+
+    def update_(self, updates: list[torch.Tensor], state: Any, params: Tensors) -> tuple[list[torch.Tensor], Any]:
+        raise NotImplementedError
+
+    def update(self, updates: Tensors, state: Any, params: Tensors) -> tuple[list[torch.Tensor], Any]:
+        """Pure update: ``updates``, ``state`` and ``params`` are left untouched."""
+        with torch.no_grad():
+            return self.update_([u.clone() for u in updates], tree_map(torch.clone, state), params)
+
+    # -- hyperparameters ----------------------------------------------------------------
+    def hyper(self) -> dict[str, Any]:
+        """Hyperparameters by name, as the optimiser's param groups carry them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **hyper: Any) -> "Rule":
+        """A copy with some hyperparameters changed (validated like the constructor)."""
+        unknown = sorted(set(hyper) - set(self.hyper()))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyperparameter {unknown[0]!r}; allowed: {', '.join(self.hyper()) or 'none'}")
+        return dataclasses.replace(self, **hyper)
+
+    # -- spec and display ---------------------------------------------------------------
+    def to_spec(self) -> dict[str, Any]:
+        return {self.name: self.hyper()}
+
+    def __str__(self) -> str:
+        """Short form: the primary value and whatever differs from the defaults.
+
+        ``clip_norm(1.0)``, ``adam``, ``momentum(rho=0.95)``, ``scale_lr(3e-3)``.
+        """
+        parts = [format_number(getattr(self, self.primary))] if self.primary else []
+        parts += [f"{f.name}={format_number(getattr(self, f.name))}" for f in dataclasses.fields(self)
+                  if f.name != self.primary and getattr(self, f.name) != f.default]
+        return f"{self.name}({', '.join(parts)})" if parts else self.name
+
+
+def format_number(v: Any) -> str:
+    """Numbers as people write them in code: ``1.0``, ``0.9``, ``3e-3``, ``1e-8``."""
+    if isinstance(v, float) and v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e5):
+        mantissa, exp = f"{v:.6e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
+    return repr(v)

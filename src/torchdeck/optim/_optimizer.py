@@ -1,0 +1,148 @@
+"""``Optimizer``: any rule as a real ``torch.optim.Optimizer``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+
+from torchdeck._tree import tree_leaves, tree_unflatten
+from torchdeck.optim._base import Rule
+
+__all__ = ["Optimizer", "adjust"]
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Run a rule as a torch optimiser: param groups, ``zero_grad``, ``state_dict``, LR
+    schedulers and ``GradScaler`` all work as with torch's own.
+
+    Each param group carries the rule's hyperparameters (``group["lr"]``, ``group["b1"]``, ...);
+    changing them — by hand, by :func:`adjust`, or by a scheduler — changes the rule used for
+    that group from the next step on. The rule's state is kept per group.
+
+    Args:
+        params: tensors, ``(name, tensor)`` pairs (e.g. ``model.named_parameters()``) or
+            param-group dicts, as for any torch optimiser.
+        rule: the rule (or chain) to apply.
+    """
+
+    def __init__(self, params: Iterable[Any], rule: Rule) -> None:
+        if not isinstance(rule, Rule):
+            raise TypeError(f"Optimizer: rule must be a torchdeck.optim rule, got {rule!r}")
+        self.rule = rule
+        self._rule_states: list[Any] = []
+        self._group_rules: list[tuple[tuple, Rule]] = []
+        super().__init__(params, rule.hyper())
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        self.rule.replace(**self._hyper_of(group))  # validate the group's own values now
+        self._rule_states.append(None)
+        self._group_rules.append(((), self.rule))
+
+    def _hyper_of(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {k: group[k] for k in self.defaults}
+
+    def _rule_for(self, i: int, group: dict[str, Any]) -> Rule:
+        # Rebuild the group's rule only when its values changed: a schedule setting "lr"
+        # every step costs one dataclass replace, an unchanged group costs a tuple compare.
+        values = tuple(group[k] for k in self.defaults)
+        cached_values, rule = self._group_rules[i]
+        if values != cached_values:
+            rule = self.rule.replace(**dict(zip(self.defaults, values)))
+            self._group_rules[i] = (values, rule)
+        return rule
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for i, group in enumerate(self.param_groups):
+            rule = self._rule_for(i, group)
+            all_params = group["params"]
+            if self._rule_states[i] is None:
+                self._rule_states[i] = rule.init(all_params)
+            keep = [j for j, p in enumerate(all_params) if p.grad is not None]
+            if not keep:
+                continue
+            params = [all_params[j] for j in keep]
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("torchdeck.optim.Optimizer does not support sparse gradients")
+            state = self._rule_states[i]
+            if len(keep) != len(all_params):
+                # Parameters without a gradient are skipped and their state left as it is.
+                state = _select(state, keep, len(all_params))
+            updates = torch._foreach_mul([p.grad for p in params], 1.0)  # never overwrite .grad
+            updates, new_state = rule.update_(updates, state, params)
+            if len(keep) == len(all_params):
+                self._rule_states[i] = new_state
+            torch._foreach_sub_(params, updates)
+        return loss
+
+    def rule_state(self, group: int = 0) -> Any:
+        """The rule's state for one param group (``None`` before the first step)."""
+        return self._rule_states[group]
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["rule_state"] = [None if s is None else [t.clone() for t in tree_leaves(s)] for s in self._rule_states]
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        saved = state_dict.pop("rule_state", None)
+        super().load_state_dict(state_dict)
+        self._group_rules = [((), self.rule) for _ in self.param_groups]
+        if saved is None:
+            self._rule_states = [None] * len(self.param_groups)
+            return
+        if len(saved) != len(self.param_groups):
+            raise ValueError(f"state_dict has rule state for {len(saved)} param groups, optimiser has {len(self.param_groups)}")
+        states = []
+        for group, leaves in zip(self.param_groups, saved):
+            if leaves is None:
+                states.append(None)
+                continue
+            template = self.rule.init(group["params"])
+            like = tree_leaves(template)
+            if len(leaves) != len(like):
+                raise ValueError(f"state_dict holds {len(leaves)} state tensors for a group, the rule {self.rule} needs {len(like)}")
+            states.append(tree_unflatten(template, [src.to(device=t.device, dtype=t.dtype).clone()
+                                                    for src, t in zip(leaves, like)]))
+        self._rule_states = states
+
+
+def _select(state: Any, keep: list[int], n: int) -> Any:
+    """The part of a state that belongs to the parameters in ``keep``.
+
+    Per-parameter entries are plain tuples of tensors with one entry per parameter; the
+    selection shares their tensors, so in-place updates reach the full state.
+    """
+    if isinstance(state, tuple) and not hasattr(state, "_fields") and len(state) == n \
+            and all(isinstance(t, torch.Tensor) for t in state):
+        return tuple(state[j] for j in keep)
+    if isinstance(state, tuple):
+        items = [_select(s, keep, n) for s in state]
+        return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
+    return state
+
+
+def adjust(target: Any, **hyper: Any) -> Any:
+    """Change hyperparameters in place (Optimisers.jl ``adjust!``).
+
+    ``adjust(opt, lr=1e-4)`` sets them on every param group of a torchdeck ``Optimizer``;
+    ``adjust(rule, lr=1e-4)`` returns a changed copy of a rule. Values are validated first.
+    """
+    if isinstance(target, Rule):
+        return target.replace(**hyper)
+    if isinstance(target, Optimizer):
+        for group in target.param_groups:
+            target.rule.replace(**{**target._hyper_of(group), **hyper})
+        for group in target.param_groups:
+            group.update(hyper)
+        return target
+    raise TypeError(f"adjust: expected a torchdeck Optimizer or rule, got {type(target).__name__}")
+

@@ -1,0 +1,50 @@
+"""Rules to and from plain data (``{"chain": [{"adam": {"b1": 0.9}}, ...]}``), without eval."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torchdeck.optim._base import RULES, Rule
+from torchdeck.optim._chain import Chain
+
+__all__ = ["rule_from_spec", "rule_to_spec"]
+
+
+def rule_to_spec(rule: Rule) -> dict[str, Any]:
+    return rule.to_spec()
+
+
+def rule_from_spec(spec: Any, *, where: str = "optim") -> Rule:
+    """Build a rule from its spec. Forms: ``"adam"``, ``{"adam": {...}}``, ``{"chain": [...]}``.
+
+    Errors name the place in the spec (``optim.chain[2].scale_lr.lr``), the value and what
+    is allowed.
+    """
+    if isinstance(spec, Rule):
+        return spec
+    if isinstance(spec, str):
+        name, kwargs = spec, {}
+    elif isinstance(spec, Mapping) and len(spec) == 1:
+        (name, kwargs), = spec.items()
+    else:
+        raise ValueError(f"{where}: expected a rule name or a one-key mapping {{rule: {{...}}}}, got {spec!r}")
+    if name == "chain":
+        if not isinstance(kwargs, (list, tuple)):
+            raise ValueError(f"{where}.chain: expected a list of rules, got {kwargs!r}")
+        return Chain(*(rule_from_spec(s, where=f"{where}.chain[{i}]") for i, s in enumerate(kwargs)))
+    if name not in RULES:
+        raise ValueError(f"{where}: unknown rule {name!r}; allowed: chain, {', '.join(sorted(RULES))}")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(f"{where}.{name}: expected a mapping of hyperparameters, got {kwargs!r}")
+    cls = RULES[name]
+    allowed = list(cls().hyper())
+    for key in kwargs:
+        if key not in allowed:
+            raise ValueError(f"{where}.{name}: unknown hyperparameter {key!r}; allowed: {', '.join(allowed) or 'none'}")
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        # The rule says "<rule>: <field> must be ..."; prefix where it sits in the spec.
+        raise ValueError(f"{where}.{e}") from None

@@ -1,0 +1,77 @@
+"""Schedules: pure functions of the step (ParameterSchedulers.jl).
+
+``s(t)`` gives the value at integer step ``t`` (t = 0 is the first step); ``s.values(ts)``
+gives many at once, vectorised with numpy. A schedule holds no position, so resuming at
+step k is just calling it from k on — nothing to replay, nothing to drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+
+__all__ = ["Schedule", "SCHEDULES", "register_schedule", "check_number", "check_steps"]
+
+SCHEDULES: dict[str, type["Schedule"]] = {}
+
+
+def register_schedule(cls: type["Schedule"]) -> type["Schedule"]:
+    if cls.name in SCHEDULES:
+        raise TypeError(f"schedule name {cls.name!r} is registered twice")
+    SCHEDULES[cls.name] = cls
+    return cls
+
+
+def check_number(owner: str, field: str, value: Any, *, minimum: float | None = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{owner}: {field} must be a number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{owner}: {field} must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def check_steps(owner: str, field: str, value: Any, *, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        allowed = "a positive integer" + (" or null (the rest of the run)" if allow_none else "")
+        raise ValueError(f"{owner}: {field} must be {allowed}, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Base class. Subclasses fill ``values`` (vectorised); the rest derives from it."""
+
+    name: ClassVar[str] = ""
+
+    @property
+    def length(self) -> int | None:
+        """Steps this schedule is meant to span (``None``: open-ended)."""
+        return None
+
+    def values(self, ts: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, t: int) -> float:
+        return float(self.values(np.asarray([t]))[0])
+
+    def __iter__(self) -> Iterator[float]:
+        t = 0
+        while True:
+            yield self(t)
+            t += 1
+
+    def fit_to(self, total: int) -> "Schedule":
+        """A copy whose open-ended length (``None``) spans ``total`` steps."""
+        return self
+
+    def to_spec(self) -> dict[str, Any]:
+        return {self.name: {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+        return f"{self.name}({args})"

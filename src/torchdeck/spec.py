@@ -1,0 +1,234 @@
+"""The Experiment spec: one validated, serialisable description of a run.
+
+The spec is the single source of truth: the Studio edits it, the CLI reads it from YAML,
+and ``build()`` turns it into a ready Learner. Errors name the field, the value and what
+is allowed, in one line (:class:`SpecError`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pprint
+from typing import Any, Callable, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from torchdeck import data as _data
+from torchdeck import models as _models
+from torchdeck import optim as _optim
+from torchdeck import schedules as _schedules
+from torchdeck import tasks as _tasks
+
+__all__ = ["Experiment", "SpecError", "TaskSpec", "DataSpec", "ModelSpec", "TrainSpec"]
+
+
+class SpecError(ValueError):
+    """A spec that does not validate; the message is one line naming the field."""
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_options(where: str, fn: Callable[..., Any], options: dict[str, Any], skip: int) -> None:
+    """Refuse options ``fn`` does not take (``skip`` leading positional parameters are ours)."""
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    allowed = [p.name for p in params]
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"{where}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}")
+
+
+class TaskSpec(_Part):
+    name: str = Field("image-classification", description="a registered task")
+    options: dict[str, Any] = Field(default_factory=dict, description="task arguments, e.g. size")
+
+    @model_validator(mode="after")
+    def _known(self) -> "TaskSpec":
+        cls = _tasks.get(self.name)
+        _check_options("task.options", cls.__init__, self.options, skip=2)
+        return self
+
+
+class DataSpec(_Part):
+    name: str = Field("digits", description="a built-in data set")
+    options: dict[str, Any] = Field(default_factory=dict, description="data set arguments, e.g. valid_fraction")
+
+    @model_validator(mode="after")
+    def _known(self) -> "DataSpec":
+        if self.name not in _data.DATASETS:
+            raise ValueError(f"data.name: unknown data set {self.name!r}; allowed: {', '.join(_data.available())}")
+        _check_options("data.options", _data.DATASETS[self.name], self.options, skip=0)
+        return self
+
+
+class ModelSpec(_Part):
+    backbone: str = Field("small_cnn", description="a registered backbone")
+    options: dict[str, Any] = Field(default_factory=dict, description="backbone arguments, e.g. width")
+    weights: str | None = Field(None, description="local weights file (.safetensors or torch state dict)")
+
+    @model_validator(mode="after")
+    def _known(self) -> "ModelSpec":
+        if self.backbone not in _models.BACKBONES:
+            raise ValueError(f"model.backbone: unknown backbone {self.backbone!r}; allowed: {', '.join(_models.available())}")
+        _check_options("model.options", _models.BACKBONES[self.backbone], self.options, skip=1)
+        if self.weights is not None and not os.path.isfile(self.weights):
+            raise ValueError(f"model.weights: file not found: {self.weights!r} (relative paths are from the "
+                             "working directory; weights are never downloaded)")
+        return self
+
+
+class TrainSpec(_Part):
+    epochs: int = Field(8, ge=1, description="passes over the training data")
+    batch_size: int = Field(64, ge=1, description="samples per step")
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="where to train")
+
+
+def _default_optim() -> dict[str, Any]:
+    return _optim.chain(_optim.clip_norm(1.0), _optim.adam(), _optim.scale_lr(3e-3)).to_spec()
+
+
+def _default_schedules() -> dict[str, Any]:
+    lr = _schedules.Sequence([_schedules.Linear(3e-4, 3e-3, steps=50), _schedules.CosAnneal(3e-3, 1e-5)])
+    return {"lr": lr.to_spec()}
+
+
+class Experiment(_Part):
+    """Everything that defines a run. ``Experiment()`` is the Studio's default (digits)."""
+
+    name: str = Field("digits", description="a label for the run")
+    seed: int = Field(0, description="seeds model init and data order")
+    task: TaskSpec = Field(default_factory=TaskSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    optim: Any = Field(default_factory=_default_optim, description="a rule or chain spec")
+    schedules: dict[str, Any] = Field(default_factory=_default_schedules,
+                                      description="hyperparameter name -> schedule spec (open lengths span the run)")
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @field_validator("optim", mode="before")
+    @classmethod
+    def _rule(cls, v: Any) -> dict[str, Any]:
+        return _optim.rule_from_spec(v, where="optim").to_spec()  # stored in canonical form
+
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _schedules(cls, v: Any) -> dict[str, Any]:
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise ValueError(f"schedules: expected a mapping of hyperparameter -> schedule, got {v!r}")
+        return {k: _schedules.schedule_from_spec(s, where=f"schedules.{k}").to_spec() for k, s in v.items()}
+
+    @model_validator(mode="after")
+    def _schedules_drive_known_hyper(self) -> "Experiment":
+        hyper = self.rule().hyper()
+        for key in self.schedules:
+            if key not in hyper:
+                raise ValueError(f"schedules.{key}: the optimiser has no hyperparameter {key!r}; allowed: {', '.join(hyper)}")
+        return self
+
+    # -- engine objects ---------------------------------------------------------------------
+    def rule(self) -> _optim.Rule:
+        return _optim.rule_from_spec(self.optim)
+
+    def schedule_objects(self) -> dict[str, _schedules.Schedule]:
+        return {k: _schedules.schedule_from_spec(s) for k, s in self.schedules.items()}
+
+    def build_task(self) -> _tasks.Task:
+        dataset = _data.load(self.data.name, **self.data.options)
+        return _tasks.get(self.task.name)(dataset, **self.task.options)
+
+    def build(self, task: _tasks.Task | None = None) -> Any:
+        """A ready :class:`~torchdeck.train.Learner`; ``fit()`` runs ``train.epochs`` epochs."""
+        from torchdeck.train import Learner
+
+        return Learner.from_task(
+            task if task is not None else self.build_task(), backbone=self.model.backbone,
+            backbone_options=self.model.options, rule=self.rule(), schedules=self.schedule_objects(),
+            batch_size=self.train.batch_size, epochs=self.train.epochs, seed=self.seed,
+            device=self.train.device, weights=self.model.weights)
+
+    # -- serialisation ----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Any) -> "Experiment":
+        if not isinstance(d, dict):
+            raise SpecError(f"spec: expected a mapping at the top level, got {type(d).__name__}")
+        try:
+            return cls.model_validate(d)
+        except pydantic.ValidationError as e:
+            raise SpecError(_one_line(e)) from None
+
+    @classmethod
+    def parse_yaml(cls, text: str) -> "Experiment":
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise SpecError(f"spec: not valid YAML: {' '.join(str(e).split())}") from None
+        return cls.from_dict({} if d is None else d)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "Experiment":
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise SpecError(f"spec: file not found: {path!r}")
+        with open(path, encoding="utf-8") as f:
+            return cls.parse_yaml(f.read())
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        return text
+
+    def to_python(self) -> str:
+        """A script that reproduces this run."""
+        body = pprint.pformat(self.to_dict(), indent=1, width=100, sort_dicts=False)
+        return ("import torchdeck as td\n\n"
+                f"spec = td.Experiment.from_dict({body})\n"
+                "learner = spec.build()\n"
+                "learner.fit()\n"
+                "print(learner.history.epochs[-1])\n")
+
+    def with_changes(self, **changes: Any) -> "Experiment":
+        """A validated copy with dotted-path changes: ``spec.with_changes(**{"train.epochs": 3})``."""
+        d = self.to_dict()
+        for dotted, value in changes.items():
+            node = d
+            *parents, last = dotted.split(".")
+            for p in parents:
+                node = node[p]
+            node[last] = value
+        return Experiment.from_dict(d)
+
+
+def _one_line(e: pydantic.ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown field; allowed: {', '.join(_fields_at(err['loc'][:-1]))}"
+    first = str(err["loc"][0]) if err["loc"] else ""
+    if first and msg.startswith(first):  # our own messages already say where
+        return msg
+    if loc and not msg.startswith(f"{loc}:") and not msg.split(":")[0].startswith(first or "\0"):
+        got = f", got {err['input']!r}" if "input" in err and not isinstance(err["input"], dict) else ""
+        return f"{loc}: {msg}{got}" if loc else msg
+    return msg
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Experiment
+    for part in loc:
+        ann = model.model_fields[str(part)].annotation
+        model = ann
+    return list(model.model_fields)

@@ -1,0 +1,17 @@
+"""Training: the Learner, events, callbacks, metrics and background runs (FluxTraining.jl)."""
+
+from torchdeck.train._callback import Callback, order_callbacks
+from torchdeck.train._callbacks import Metrics, ProgressBar, Recorder
+from torchdeck.train._events import EVENTS, CancelEpoch, CancelFit, CancelStep
+from torchdeck.train._learner import Learner, resolve_device
+from torchdeck.train._metrics import METRICS, accuracy, get_metric, register_metric
+from torchdeck.train._phases import Phase, TrainingPhase, ValidationPhase
+from torchdeck.train._runner import Run
+from torchdeck.train._state import History, TrainState
+from torchdeck.train._stream import MetricStream, Series
+
+__all__ = [
+    "Learner", "resolve_device", "Callback", "order_callbacks", "EVENTS", "CancelStep", "CancelEpoch", "CancelFit",
+    "Metrics", "Recorder", "ProgressBar", "MetricStream", "Series", "Run", "TrainState", "History",
+    "Phase", "TrainingPhase", "ValidationPhase", "METRICS", "accuracy", "get_metric", "register_metric",
+]

@@ -1,0 +1,127 @@
+"""The standard callbacks: Metrics, Recorder, ProgressBar."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+
+from torchdeck.train._callback import Callback
+from torchdeck.train._metrics import get_metric
+from torchdeck.train._state import TrainState
+
+__all__ = ["Metrics", "Recorder", "ProgressBar", "current_lr"]
+
+
+def current_lr(state: TrainState) -> float:
+    groups = state.optimizer.param_groups
+    return float(groups[0].get("lr", float("nan"))) if groups else float("nan")
+
+
+class Metrics(Callback):
+    """Epoch values of the loss and of each metric, per phase, weighted by batch size.
+
+    Sums stay on the device during the epoch (no host sync per step); the epoch's values
+    land in ``state.metrics`` as ``<phase>_loss``, ``<phase>_<metric>``.
+    """
+
+    reads = ("phase", "pred", "yb", "loss")
+    writes = ("metrics",)
+
+    def __init__(self, *metrics: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.metrics = [get_metric(m) for m in metrics]
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+
+    def epoch_begin(self, state: TrainState) -> None:
+        self._sums, self._count = {}, 0
+
+    def step_end(self, state: TrainState) -> None:
+        n = len(state.yb)
+        with torch.no_grad():
+            values = {"loss": state.loss.detach()}
+            for name, fn in self.metrics:
+                values[name] = fn(state.pred.detach(), state.yb)
+        for name, v in values.items():
+            prev = self._sums.get(name)
+            self._sums[name] = v * n if prev is None else prev + v * n
+        self._count += n
+
+    def epoch_end(self, state: TrainState) -> None:
+        if not self._count:
+            return
+        keys = list(self._sums)
+        totals = torch.stack([self._sums[k].float() for k in keys]).cpu().tolist()  # one sync per epoch
+        for k, total in zip(keys, totals):
+            state.metrics[f"{state.phase.name}_{k}"] = total / self._count
+
+    def __repr__(self) -> str:
+        return f"Metrics({', '.join(name for name, _ in self.metrics)})"
+
+
+class Recorder(Callback):
+    """Keeps the history: train loss and lr per step, all metrics per epoch."""
+
+    reads = ("phase", "loss", "step", "epoch", "metrics")
+    writes = ("history",)
+    after = (Metrics,)
+
+    def __init__(self) -> None:
+        self._losses: list[torch.Tensor] = []
+        self._t0 = 0.0
+
+    def epoch_begin(self, state: TrainState) -> None:
+        if state.phase.training:
+            self._t0 = time.perf_counter()
+
+    def step_end(self, state: TrainState) -> None:
+        if state.phase.training:
+            h = state.history
+            h.steps.append(state.step)
+            h.lrs.append(current_lr(state))
+            self._losses.append(state.loss.detach())
+
+    def epoch_end(self, state: TrainState) -> None:
+        if self._losses:  # convert the epoch's losses with one host sync
+            state.history.losses.extend(torch.stack(self._losses).float().cpu().tolist())
+            self._losses = []
+        if not state.phase.training:
+            row = {"epoch": state.epoch + 1, "step": state.step, **state.metrics,
+                   "seconds": time.perf_counter() - self._t0}
+            state.history.epochs.append(row)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per phase that replaces itself (no pile-up), and one summary line per epoch."""
+
+    reads = ("phase", "epoch", "epochs", "batches", "loss", "metrics")
+    after = (Recorder,)
+
+    def __init__(self, file: Any = None) -> None:
+        self.file = file
+        self._bar: Any = None
+
+    def epoch_begin(self, state: TrainState) -> None:
+        from tqdm.auto import tqdm
+        self._bar = tqdm(total=state.batches.get(state.phase.name, 0), leave=False, file=self.file or sys.stderr,
+                         desc=f"epoch {state.epoch + 1}/{state.epochs} {state.phase.name}", dynamic_ncols=True)
+
+    def step_end(self, state: TrainState) -> None:
+        self._bar.update(1)
+
+    def epoch_end(self, state: TrainState) -> None:
+        self._close()
+        if not state.phase.training:
+            from tqdm.auto import tqdm
+            values = "  ".join(f"{k} {v:.4f}" for k, v in state.metrics.items())
+            tqdm.write(f"epoch {state.epoch + 1}/{state.epochs}  {values}", file=self.file or sys.stdout)
+
+    def fit_end(self, state: TrainState) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,110 @@
+"""Background runs: ``Learner.fit_async`` returns a :class:`Run` to pause, resume and stop."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from typing import TYPE_CHECKING
+
+from torchdeck.train._callback import Callback
+from torchdeck.train._events import CancelFit
+from torchdeck.train._state import TrainState
+
+if TYPE_CHECKING:
+    from torchdeck.train._learner import Learner
+
+__all__ = ["Run", "RunControl"]
+
+STATUSES = ("starting", "running", "paused", "stopping", "stopped", "finished", "failed")
+
+
+class RunControl(Callback):
+    """Checks the run's flags at every step boundary: stop raises CancelFit, pause waits."""
+
+    def __init__(self, run: "Run") -> None:
+        self.run = run
+
+    def step_begin(self, state: TrainState) -> None:
+        run = self.run
+        if run._pause.is_set() and not run._stop.is_set():
+            run.status = "paused"
+            while run._pause.is_set() and not run._stop.is_set():
+                run._wake.wait(0.5)
+                run._wake.clear()
+            if not run._stop.is_set():
+                run.status = "running"
+        if run._stop.is_set():
+            raise CancelFit("stopped by the user")
+
+
+class Run:
+    """A fit running on a background thread.
+
+    ``status`` is one of: starting, running, paused, stopping, stopped, finished, failed.
+    ``error`` holds the exception of a failed run and ``traceback`` its text; the learner's
+    model and history stay as they were at the failing step.
+    """
+
+    def __init__(self, learner: "Learner", epochs: int) -> None:
+        self.learner = learner
+        self.epochs = epochs
+        self.status = "starting"
+        self.error: BaseException | None = None
+        self.traceback = ""
+        self._stop = threading.Event()
+        self._pause = threading.Event()
+        self._wake = threading.Event()
+        self._control = RunControl(self)
+        self._thread = threading.Thread(target=self._main, name="torchdeck-fit", daemon=True)
+
+    def start(self) -> "Run":
+        self._thread.start()
+        return self
+
+    def _main(self) -> None:
+        self.learner.add_callback(self._control)
+        try:
+            self.status = "running"
+            self.learner.fit(self.epochs)
+            self.status = "stopped" if self._stop.is_set() else "finished"
+        except BaseException as e:  # kept for the UI; the thread must not die silently
+            self.error = e
+            self.traceback = traceback.format_exc()
+            self.status = "failed"
+        finally:
+            self.learner.remove_callback(self._control)
+
+    # -- control -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the run at the next step boundary (within one step)."""
+        if not self.done:
+            self.status = "stopping"
+        self._stop.set()
+        self._wake.set()
+
+    def pause(self) -> None:
+        if not self.done:
+            self._pause.set()
+
+    def resume(self) -> None:
+        self._pause.clear()
+        self._wake.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the run to end; True if it has."""
+        self._thread.join(timeout)
+        return self.done
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("stopped", "finished", "failed")
+
+    @property
+    def progress(self) -> dict[str, int | str]:
+        s = self.learner.state
+        phase = s.phase.name if s.phase is not None else ""
+        return {"status": self.status, "epoch": s.epoch + 1, "epochs": s.epochs, "phase": phase,
+                "batch": s.batch_index + 1, "batches": s.batches.get(phase, 0), "step": s.step}
+
+    def __repr__(self) -> str:
+        return f"Run(status={self.status!r}, epochs={self.epochs})"

@@ -1,0 +1,49 @@
+"""The learner's state: one typed object every callback reads from and writes to."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["TrainState", "History"]
+
+
+@dataclasses.dataclass
+class History:
+    """What a run has recorded: per training step and per epoch.
+
+    ``steps``/``losses``/``lrs`` are parallel lists (global step, train loss, lr of group 0);
+    ``epochs`` holds one dict per finished epoch (``{"epoch": 1, "train_loss": ...,
+    "valid_loss": ..., "valid_accuracy": ...}``).
+    """
+
+    steps: list[int] = dataclasses.field(default_factory=list)
+    losses: list[float] = dataclasses.field(default_factory=list)
+    lrs: list[float] = dataclasses.field(default_factory=list)
+    epochs: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything a step touches.
+
+    Fields a callback may declare in ``reads`` / ``writes``: any of these names.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[Any, Any], torch.Tensor]
+    phase: Any = None             # the running Phase (train / valid)
+    epoch: int = 0                # 0-based index of the running epoch
+    epochs: int = 0               # epochs planned for this fit
+    step: int = 0                 # training steps done so far, over all fits (the schedules' t)
+    batch_index: int = 0          # position of the batch in the running phase
+    batches: dict[str, int] = dataclasses.field(default_factory=dict)  # batches per phase
+    xb: Any = None
+    yb: Any = None
+    pred: Any = None
+    loss: torch.Tensor | None = None
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # latest epoch values
+    history: History = dataclasses.field(default_factory=History)
