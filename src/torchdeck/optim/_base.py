@@ -107,6 +107,11 @@ class Rule:
     def to_spec(self) -> dict[str, Any]:
         return {self.name: self.hyper()}
 
+    def to_code(self, module: str = "O") -> str:
+        """Python that makes this rule: ``O.clip_norm(1.0)``, ``O.adam()``."""
+        text = str(self)
+        return f"{module}.{text}" if "(" in text else f"{module}.{text}()"
+
     def __str__(self) -> str:
         """Short form: the primary value and whatever differs from the defaults.
 

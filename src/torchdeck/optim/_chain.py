@@ -59,10 +59,19 @@ class Chain(Rule):
         for key, value in hyper.items():
             i, field = self._keys[key]
             per_rule[i][field] = value
-        return Chain(*(r.replace(**kw) if kw else r for r, kw in zip(self.rules, per_rule)))
+        rules = tuple(r.replace(**kw) if kw else r for r, kw in zip(self.rules, per_rule))
+        # Replacing values keeps every rule's name and fields, so the flat keys stay valid:
+        # reuse them (an Optimizer under a schedule calls this every step).
+        new = object.__new__(Chain)
+        object.__setattr__(new, "rules", rules)
+        object.__setattr__(new, "_keys", self._keys)
+        return new
 
     def to_spec(self) -> dict[str, Any]:
         return {"chain": [r.to_spec() for r in self.rules]}
+
+    def to_code(self, module: str = "O") -> str:
+        return f"{module}.chain({', '.join(r.to_code(module) for r in self.rules)})"
 
     def __str__(self) -> str:
         return " → ".join(str(r) for r in self.rules)

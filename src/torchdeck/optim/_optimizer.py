@@ -30,6 +30,9 @@ class Optimizer(torch.optim.Optimizer):
         if not isinstance(rule, Rule):
             raise TypeError(f"Optimizer: rule must be a torchdeck.optim rule, got {rule!r}")
         self.rule = rule
+        # The rule's hyperparameter names; not ``self.defaults``, to which torch adds keys of its
+        # own (``differentiable``) in ``load_state_dict``.
+        self._hyper_keys = tuple(rule.hyper())
         self._rule_states: list[Any] = []
         self._group_rules: list[tuple[tuple, Rule]] = []
         super().__init__(params, rule.hyper())
@@ -42,15 +45,20 @@ class Optimizer(torch.optim.Optimizer):
         self._group_rules.append(((), self.rule))
 
     def _hyper_of(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {k: group[k] for k in self.defaults}
+        return {k: group[k] for k in self._hyper_keys}
 
     def _rule_for(self, i: int, group: dict[str, Any]) -> Rule:
-        # Rebuild the group's rule only when its values changed: a schedule setting "lr"
-        # every step costs one dataclass replace, an unchanged group costs a tuple compare.
-        values = tuple(group[k] for k in self.defaults)
+        # Rebuild the group's rule only when its values changed, and then only the parts that
+        # changed: a schedule setting "lr" every step costs one dataclass replace (scale_lr's),
+        # an unchanged group costs a tuple compare.
+        values = tuple(group[k] for k in self._hyper_keys)
         cached_values, rule = self._group_rules[i]
         if values != cached_values:
-            rule = self.rule.replace(**dict(zip(self.defaults, values)))
+            if cached_values:
+                changed = {k: v for k, v, old in zip(self._hyper_keys, values, cached_values) if v != old}
+            else:
+                rule, changed = self.rule, dict(zip(self._hyper_keys, values))
+            rule = rule.replace(**changed)
             self._group_rules[i] = (values, rule)
         return rule
 

@@ -22,9 +22,22 @@ def _zeros_like(params: Tensors) -> tuple[torch.Tensor, ...]:
     return tuple(torch.zeros_like(p, memory_format=torch.preserve_format) for p in params)
 
 
-def _step_count() -> torch.Tensor:
-    # A 0-d tensor (not an int) so the state saves to safetensors and updates in place.
-    return torch.zeros((), dtype=torch.int64)
+def _step_counts(params: Tensors) -> tuple[torch.Tensor, ...]:
+    # One count per parameter, as torch.optim keeps: a parameter that first gets a gradient
+    # late (frozen, then thawed) starts at step 1. 0-d tensors (not ints) so the state saves
+    # to safetensors and updates in place, also through the Optimizer's per-step selection.
+    return tuple(torch.zeros((), dtype=torch.int64) for _ in params)
+
+
+def _advance(counts: tuple[torch.Tensor, ...]) -> list[int]:
+    """Add one to every count; the new counts as ints."""
+    torch._foreach_add_(list(counts), 1)
+    return torch.stack(counts).tolist()
+
+
+def _per_param(values: list[float]) -> float | list[float]:
+    # A single scalar when all parameters agree (the usual case) keeps foreach's scalar kernels.
+    return values[0] if values.count(values[0]) == len(values) else values
 
 
 @register_rule
@@ -51,7 +64,7 @@ class SGD(ScaleLR):
 
 
 class MomentumState(NamedTuple):
-    count: torch.Tensor
+    count: tuple[torch.Tensor, ...]
     velocity: tuple[torch.Tensor, ...]
 
 
@@ -64,27 +77,32 @@ class Momentum(Rule):
     """
 
     name = "momentum"
-    lr: float = hyper(1.0, ge=0.0, help="learning rate (1.0 leaves scaling to scale_lr)")
+    # rho first, so ``momentum(0.9)`` means what it says; the rate usually lives in scale_lr.
     rho: float = hyper(0.9, ge=0.0, lt=1.0, help="momentum coefficient")
     dampening: float = hyper(0.0, ge=0.0, le=1.0, help="fraction of the gradient held back")
+    lr: float = hyper(1.0, ge=0.0, help="learning rate (1.0 leaves scaling to scale_lr)")
 
     def init(self, params):
-        return MomentumState(_step_count(), _zeros_like(params))
+        return MomentumState(_step_counts(params), _zeros_like(params))
 
     def update_(self, updates, state, params):
         del params
-        state.count.add_(1)
-        velocity = list(state.velocity)
-        if int(state.count) == 1:
-            torch._foreach_copy_(velocity, updates)
-        else:
+        if not updates:
+            return updates, state
+        ts = _advance(state.count)
+        first = [j for j, t in enumerate(ts) if t == 1]
+        later = [j for j, t in enumerate(ts) if t != 1]
+        if first:
+            torch._foreach_copy_([state.velocity[j] for j in first], [updates[j] for j in first])
+        if later:
+            velocity = [state.velocity[j] for j in later]
             torch._foreach_mul_(velocity, self.rho)
-            torch._foreach_add_(velocity, updates, alpha=1.0 - self.dampening)
-        return torch._foreach_mul(velocity, self.lr), state
+            torch._foreach_add_(velocity, [updates[j] for j in later], alpha=1.0 - self.dampening)
+        return torch._foreach_mul(list(state.velocity), self.lr), state
 
 
 class AdamState(NamedTuple):
-    count: torch.Tensor
+    count: tuple[torch.Tensor, ...]
     mu: tuple[torch.Tensor, ...]
     nu: tuple[torch.Tensor, ...]
 
@@ -105,22 +123,26 @@ class Adam(Rule):
     eps: float = hyper(1e-8, gt=0.0, help="added to the denominator")
 
     def init(self, params):
-        return AdamState(_step_count(), _zeros_like(params), _zeros_like(params))
+        return AdamState(_step_counts(params), _zeros_like(params), _zeros_like(params))
 
     def update_(self, updates, state, params):
         del params
-        state.count.add_(1)
-        t = int(state.count)
+        if not updates:
+            return updates, state
+        ts = _advance(state.count)
         mu, nu = list(state.mu), list(state.nu)
         torch._foreach_lerp_(mu, updates, 1.0 - self.b1)
         torch._foreach_mul_(nu, self.b2)
         torch._foreach_addcmul_(nu, updates, updates, value=1.0 - self.b2)
         denom = torch._foreach_sqrt(nu)
-        torch._foreach_div_(denom, math.sqrt(1.0 - self.b2**t))
+        torch._foreach_div_(denom, _per_param([math.sqrt(1.0 - self.b2**t) for t in ts]))
         torch._foreach_add_(denom, self.eps)
-        out = torch._foreach_div(mu, denom)
-        torch._foreach_mul_(out, self.lr / (1.0 - self.b1**t))
-        return out, state
+        # The gradients are spent: write mu / denom into their tensors rather than allocating
+        # (a fresh params-sized allocation costs more than the division on CPU).
+        torch._foreach_copy_(updates, mu)
+        torch._foreach_div_(updates, denom)
+        torch._foreach_mul_(updates, _per_param([self.lr / (1.0 - self.b1**t) for t in ts]))
+        return updates, state
 
 
 @register_rule

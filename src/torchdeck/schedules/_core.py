@@ -144,9 +144,9 @@ class Sequence(Schedule):
 
     def fit_to(self, total: int) -> "Sequence":
         fixed = sum(n for n in self.steps[:-1])
-        if fixed >= total:
-            raise ValueError(f"sequence: steps before the last segment sum to {fixed}, which is not less than the run's {total} steps")
-        last = self.steps[-1] if self.steps[-1] is not None else total - fixed
+        # A run that ends inside the earlier segments (e.g. one epoch shorter than the warm-up)
+        # never reaches the open last one; it gets one step so the schedule stays defined.
+        last = self.steps[-1] if self.steps[-1] is not None else max(total - fixed, 1)
         scheds = self.schedules[:-1] + (self.schedules[-1].fit_to(last),)
         return Sequence(scheds, self.steps[:-1] + (last,))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from torchdeck.schedules._base import Schedule
@@ -31,6 +32,7 @@ class Scheduler(Callback):
         self.optimizer = optimizer
         self.t = 0
         self._active = {k: s.fit_to(total_steps) if total_steps else s for k, s in self.schedules.items()}
+        self._tables: dict[str, list[float]] = {}
         if optimizer is not None:
             self._check(optimizer)
             self._apply(optimizer, 0)
@@ -44,7 +46,8 @@ class Scheduler(Callback):
 
     def _apply(self, optimizer: torch.optim.Optimizer, t: int) -> None:
         for name, s in self._active.items():
-            value = s(t)
+            table = self._tables.get(name)
+            value = table[t] if table is not None and t < len(table) else s(t)
             for group in optimizer.param_groups:
                 group[name] = value
 
@@ -52,8 +55,10 @@ class Scheduler(Callback):
     def fit_begin(self, state: TrainState) -> None:
         self._check(state.optimizer)
         # Open-ended schedules span this fit: steps already done plus the steps planned.
-        total = state.step + state.epochs * state.batches.get("train", 0)
-        self._active = {k: s.fit_to(max(total, 1)) for k, s in self.schedules.items()}
+        total = max(state.step + state.epochs * state.batches.get("train", 0), 1)
+        self._active = {k: s.fit_to(total) for k, s in self.schedules.items()}
+        # The whole fit's values in one vectorised call; a step then costs a list lookup.
+        self._tables = {k: s.values(np.arange(total)).tolist() for k, s in self._active.items()}
 
     def step_begin(self, state: TrainState) -> None:
         if state.phase.training:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 from torchdeck.schedules._base import SCHEDULES, Schedule
@@ -31,7 +32,7 @@ def schedule_from_spec(spec: Any, *, where: str = "schedule") -> Schedule:
         if not isinstance(items, (list, tuple)):
             raise ValueError(f"{where}.sequence.schedules: expected a list of schedules, got {items!r}")
         kwargs["schedules"] = [schedule_from_spec(s, where=f"{where}.sequence.schedules[{i}]") for i, s in enumerate(items)]
-    allowed = [f for f in cls.__dataclass_fields__]
+    allowed = [f.name for f in dataclasses.fields(cls)]
     for key in kwargs:
         if key not in allowed:
             raise ValueError(f"{where}.{name}: unknown argument {key!r}; allowed: {', '.join(allowed)}")

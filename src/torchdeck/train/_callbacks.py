@@ -23,39 +23,45 @@ def current_lr(state: TrainState) -> float:
 class Metrics(Callback):
     """Epoch values of the loss and of each metric, per phase, weighted by batch size.
 
-    Sums stay on the device during the epoch (no host sync per step); the epoch's values
-    land in ``state.metrics`` as ``<phase>_loss``, ``<phase>_<metric>``.
+    Metrics run on validation phases; on training phases only with ``train_metrics=True``
+    (as fastai: a training-set metric costs time every step and says little). Per-step
+    values stay on the device (no host sync per step); the epoch's values land in
+    ``state.metrics`` as ``<phase>_loss``, ``<phase>_<metric>``.
     """
 
     reads = ("phase", "pred", "yb", "loss")
     writes = ("metrics",)
 
-    def __init__(self, *metrics: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    def __init__(self, *metrics: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 train_metrics: bool = False) -> None:
         self.metrics = [get_metric(m) for m in metrics]
-        self._sums: dict[str, torch.Tensor] = {}
-        self._count = 0
+        self.train_metrics = train_metrics
+        self._values: dict[str, list[torch.Tensor]] = {}
+        self._sizes: list[int] = []
 
     def epoch_begin(self, state: TrainState) -> None:
-        self._sums, self._count = {}, 0
+        measured = self.metrics if (self.train_metrics or not state.phase.training) else []
+        self._active = measured
+        self._values = {name: [] for name in ["loss", *(n for n, _ in measured)]}
+        self._sizes = []
 
     def step_end(self, state: TrainState) -> None:
-        n = len(state.yb)
-        with torch.no_grad():
-            values = {"loss": state.loss.detach()}
-            for name, fn in self.metrics:
-                values[name] = fn(state.pred.detach(), state.yb)
-        for name, v in values.items():
-            prev = self._sums.get(name)
-            self._sums[name] = v * n if prev is None else prev + v * n
-        self._count += n
+        self._sizes.append(len(state.yb))
+        self._values["loss"].append(state.loss.detach())
+        if self._active:
+            pred = state.pred.detach()
+            for name, fn in self._active:
+                self._values[name].append(fn(pred, state.yb).detach())
 
     def epoch_end(self, state: TrainState) -> None:
-        if not self._count:
+        if not self._sizes:
             return
-        keys = list(self._sums)
-        totals = torch.stack([self._sums[k].float() for k in keys]).cpu().tolist()  # one sync per epoch
-        for k, total in zip(keys, totals):
-            state.metrics[f"{state.phase.name}_{k}"] = total / self._count
+        sizes = torch.tensor(self._sizes, dtype=torch.float64)
+        names = list(self._values)
+        # One host sync per epoch for all values.
+        table = torch.stack([torch.stack(self._values[n]).to(torch.float64).cpu() for n in names])
+        for name, value in zip(names, (table @ sizes / sizes.sum()).tolist()):
+            state.metrics[f"{state.phase.name}_{name}"] = value
 
     def __repr__(self) -> str:
         return f"Metrics({', '.join(name for name, _ in self.metrics)})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from torchdeck.train._callback import Callback
 from torchdeck.train._events import CancelFit
@@ -55,6 +55,7 @@ class Run:
         self._pause = threading.Event()
         self._wake = threading.Event()
         self._control = RunControl(self)
+        self._done_callbacks: list[Callable[["Run"], None]] = []
         self._thread = threading.Thread(target=self._main, name="torchdeck-fit", daemon=True)
 
     def start(self) -> "Run":
@@ -73,6 +74,12 @@ class Run:
             self.status = "failed"
         finally:
             self.learner.remove_callback(self._control)
+            for fn in self._done_callbacks:
+                fn(self)
+
+    def on_done(self, fn: Callable[["Run"], None]) -> None:
+        """Call ``fn(run)`` on the run's thread once it has ended (status final)."""
+        self._done_callbacks.append(fn)
 
     # -- control -----------------------------------------------------------------------------
     def stop(self) -> None:

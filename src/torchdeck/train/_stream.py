@@ -119,7 +119,7 @@ class MetricStream(Callback):
 
     def step_end(self, state: TrainState) -> None:
         if state.phase.training:
-            self.push("loss", state.step, float(state.loss))
+            self.push("loss", state.step, float(state.loss.detach()))
             self.push("lr", state.step, current_lr(state))
         self._set_progress(state, "running")
         self._notify("step")

@@ -1,0 +1,167 @@
+"""The Experiment spec: canonical YAML, deterministic build, exported Python, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import torchdeck as td
+from torchdeck import optim as O
+from torchdeck import schedules as S
+from torchdeck.spec import Experiment, SpecError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def task():
+    return Experiment().build_task()
+
+
+def test_canonical_yaml_round_trip_is_identical():
+    text = Experiment().to_yaml()
+    again = Experiment.parse_yaml(text)
+    assert again == Experiment()
+    assert again.to_yaml() == text
+
+
+def test_example_digits_yaml_is_canonical():
+    path = ROOT / "examples" / "digits.yaml"
+    spec = Experiment.from_yaml(path)
+    assert spec.to_yaml() == path.read_text()
+    assert spec == Experiment()  # the example is the Studio's default run
+
+
+def test_short_forms_are_stored_canonically(tmp_path):
+    spec = Experiment.parse_yaml("optim: adam\nschedules:\n  lr: 0.01\ntrain: {epochs: 2}\n")
+    assert spec.optim == {"adam": {"lr": 1.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8}}
+    assert spec.schedules == {"lr": {"constant": {"value": 0.01, "steps": None}}}
+    assert spec.rule() == O.adam()
+    assert spec.schedule_objects() == {"lr": S.Constant(0.01)}
+    out = tmp_path / "run.yaml"
+    text = spec.to_yaml(out)
+    assert out.read_text() == text
+    assert Experiment.from_yaml(out) == spec
+    assert Experiment.parse_yaml(text).to_yaml() == text
+
+
+def test_with_changes_validates_and_leaves_the_original():
+    spec = Experiment()
+    changed = spec.with_changes(**{"train.epochs": 3, "optim": "sgd", "schedules": {}})
+    assert changed.train.epochs == 3 and changed.rule() == O.sgd() and spec.train.epochs == 8
+    with pytest.raises(SpecError, match=r"^train\.epochs: .*greater than or equal to 1.*got 0$"):
+        spec.with_changes(**{"train.epochs": 0})
+
+
+def _weights(learner):
+    return {k: v.clone() for k, v in learner.model.state_dict().items()}
+
+
+def test_build_is_deterministic_in_the_seed_and_leaves_global_rng_alone(task):
+    torch.manual_seed(1234)
+    rng_before = torch.get_rng_state()
+    a = _weights(Experiment(seed=7).build(task))
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    torch.manual_seed(999)  # a different global state must not matter
+    b = _weights(Experiment(seed=7).build(task))
+    c = _weights(Experiment(seed=8).build(task))
+    assert a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    float_keys = [k for k in a if a[k].is_floating_point() and "running" not in k]
+    assert any(not torch.equal(a[k], c[k]) for k in float_keys if k.endswith("weight"))
+
+
+def test_build_wires_the_spec_into_the_learner(task):
+    spec = Experiment().with_changes(**{"train.batch_size": 100, "train.epochs": 3})
+    learner = spec.build(task)
+    assert learner.epochs == 3
+    assert learner.optimizer.rule == spec.rule()
+    assert learner.loaders["train"].batch_size == 100
+    assert len(learner.loaders["train"]) == -(-len(task.data.train_idx) // 100)
+    schedulers = [cb for cb in learner.callbacks if isinstance(cb, S.Scheduler)]
+    assert len(schedulers) == 1 and schedulers[0].schedules == spec.schedule_objects()
+
+
+def test_build_loads_weights_from_the_spec(task, tmp_path):
+    from safetensors.torch import save_file
+
+    donor = Experiment(seed=3).build(task)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.model.state_dict().items()}, str(path))
+    learner = Experiment(seed=0, model={"weights": str(path)}).build(task)
+    got, want = _weights(learner), _weights(donor)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_to_python_compiles_and_builds_the_same_model(task):
+    spec = Experiment(seed=5)
+    script = spec.to_python()
+    compile(script, "<spec>", "exec")
+    namespace: dict = {}
+    # Everything up to the fit: the script's spec equals ours and builds identical weights.
+    exec(script.split("learner = spec.build()")[0], namespace)
+    assert namespace["spec"] == spec
+    built = _weights(namespace["spec"].build(task))
+    ours = _weights(spec.build(task))
+    assert all(torch.equal(built[k], ours[k]) for k in ours)
+
+
+@pytest.mark.slow
+def test_to_python_runs(tmp_path):
+    spec = Experiment().with_changes(**{"train.epochs": 1})
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(spec.to_python(), "<spec>", "exec"), {})
+    last = eval(out.getvalue().strip().splitlines()[-1])  # the script prints the last epoch's row
+    assert last["epoch"] == 1 and 0.0 <= last["valid_accuracy"] <= 1.0 and last["step"] > 0
+
+
+def _write_weights(tmp_path):
+    return tmp_path / "does-not-exist.safetensors"
+
+
+@pytest.mark.parametrize(("spec", "field", "pieces"), [
+    ({"optim": {"adamw": {}}}, "optim", ["unknown rule 'adamw'", "allowed: chain, adam"]),
+    ({"optim": {"chain": [{"adam": {}}, {"scale_lr": {"lr": -0.1}}]}}, "optim.chain[1].scale_lr",
+     ["lr must be in [0.0, inf)", "got -0.1"]),
+    ({"optim": {"adam": {"lr": -1}}}, "optim.adam", ["lr must be in [0.0, inf)", "got -1"]),
+    ({"model": {"weights": "missing/w.safetensors"}}, "model.weights", ["file not found", "'missing/w.safetensors'"]),
+    ({"optimizer": "adam"}, "optimizer", ["unknown field", "allowed: name, seed, task, data, model, optim, schedules, train"]),
+    ({"train": {"device": "tpu"}}, "train.device", ["'cpu', 'cuda' or 'auto'", "'tpu'"]),
+    ({"train": {"batchsize": 3}}, "train.batchsize", ["unknown field", "allowed: epochs, batch_size, device"]),
+    ({"schedules": {"momentum": {"cos_anneal": {"start": 0.9, "end": 0.5}}}}, "schedules.momentum",
+     ["no hyperparameter 'momentum'", "allowed: max_norm, adam.lr, b1, b2, eps, lr"]),
+    ({"schedules": {"lr": {"cos_anneal": {"start": -1}}}}, "schedules.lr.cos_anneal", ["start must be >= 0.0", "got -1"]),
+    ({"data": {"name": "mnist"}}, "data.name", ["unknown data set 'mnist'", "allowed: digits"]),
+    ({"model": {"backbone": "resnet9000"}}, "model.backbone", ["unknown backbone 'resnet9000'", "allowed:", "small_cnn"]),
+    ({"model": {"options": {"depth": 3}}}, "model.options", ["unknown option 'depth'", "allowed: width"]),
+    ({"task": {"name": "segmentation"}}, "task", ["unknown task 'segmentation'", "allowed: image-classification"]),
+])
+def test_spec_errors_are_one_line_and_name_the_field(spec, field, pieces):
+    with pytest.raises(SpecError) as info:
+        Experiment.from_dict(spec)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{field}:") or msg.startswith(f"{field}.") or f"{field}:" in msg, msg
+    for piece in pieces:
+        assert piece in msg, msg
+
+
+def test_yaml_level_errors_are_one_line(tmp_path):
+    with pytest.raises(SpecError, match=r"^spec: file not found: '.*nope\.yaml'$"):
+        Experiment.from_yaml(tmp_path / "nope.yaml")
+    with pytest.raises(SpecError) as info:
+        Experiment.parse_yaml("optim: [unclosed\n  seed: 1\n")
+    assert str(info.value).startswith("spec: not valid YAML:") and "\n" not in str(info.value)
+    with pytest.raises(SpecError, match=r"^spec: expected a mapping at the top level, got list$"):
+        Experiment.parse_yaml("- 1\n- 2\n")
+
+
+def test_spec_error_is_a_value_error():
+    assert issubclass(SpecError, ValueError)
+    assert td.SpecError is SpecError
