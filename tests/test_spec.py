@@ -165,3 +165,15 @@ def test_yaml_level_errors_are_one_line(tmp_path):
 def test_spec_error_is_a_value_error():
     assert issubclass(SpecError, ValueError)
     assert td.SpecError is SpecError
+
+
+def test_the_engine_imports_no_ui_packages():
+    # The engine must run on a GPU box or under torchrun without Jupyter installed.
+    import subprocess
+    import sys
+
+    code = ("import sys, torchdeck, torchdeck.cli; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ipywidgets', 'plotly', 'voila', 'IPython')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

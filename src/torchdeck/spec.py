@@ -33,6 +33,13 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _lookup(where: str, registry: Any, name: str) -> Any:
+    try:
+        return registry.lookup(name)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
 def _check_options(where: str, fn: Callable[..., Any], options: dict[str, Any], skip: int) -> None:
     """Refuse options ``fn`` does not take (``skip`` leading positional parameters are ours)."""
     params = list(inspect.signature(fn).parameters.values())[skip:]
@@ -50,7 +57,7 @@ class TaskSpec(_Part):
 
     @model_validator(mode="after")
     def _known(self) -> "TaskSpec":
-        cls = _tasks.get(self.name)
+        cls = _lookup("task.name", _tasks.TASKS, self.name)
         _check_options("task.options", cls.__init__, self.options, skip=2)
         return self
 
@@ -61,9 +68,7 @@ class DataSpec(_Part):
 
     @model_validator(mode="after")
     def _known(self) -> "DataSpec":
-        if self.name not in _data.DATASETS:
-            raise ValueError(f"data.name: unknown data set {self.name!r}; allowed: {', '.join(_data.available())}")
-        _check_options("data.options", _data.DATASETS[self.name], self.options, skip=0)
+        _check_options("data.options", _lookup("data.name", _data.DATASETS, self.name), self.options, skip=0)
         return self
 
 
@@ -74,9 +79,8 @@ class ModelSpec(_Part):
 
     @model_validator(mode="after")
     def _known(self) -> "ModelSpec":
-        if self.backbone not in _models.BACKBONES:
-            raise ValueError(f"model.backbone: unknown backbone {self.backbone!r}; allowed: {', '.join(_models.available())}")
-        _check_options("model.options", _models.BACKBONES[self.backbone], self.options, skip=1)
+        _check_options("model.options", _lookup("model.backbone", _models.BACKBONES, self.backbone), self.options,
+                       skip=1)
         if self.weights is not None and not os.path.isfile(self.weights):
             raise ValueError(f"model.weights: file not found: {self.weights!r} (relative paths are from the "
                              "working directory; weights are never downloaded)")

@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from torchdeck._registry import Registry
+
 __all__ = ["ImageDataset", "DATASETS", "register_dataset", "load", "available", "seeded_split"]
 
-DATASETS: dict[str, Callable[..., Any]] = {}
-
-
-def register_dataset(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if name in DATASETS:
-            raise ValueError(f"data set {name!r} is registered twice")
-        DATASETS[name] = fn
-        return fn
-    return deco
+# name -> fn(**options) -> data set
+DATASETS = Registry("data set")
+register_dataset = DATASETS.register
 
 
 def available() -> list[str]:
-    return sorted(DATASETS)
+    return DATASETS.names()
 
 
 def load(name: str, **options: Any) -> Any:
     """A built-in data set by name: ``data.load("digits")``. Nothing is downloaded."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; allowed: {', '.join(available())}")
-    return DATASETS[name](**options)
+    return DATASETS.lookup(name)(**options)
 
 
 def seeded_split(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,34 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from torchdeck._registry import Registry
+
 __all__ = ["BACKBONES", "register_backbone", "available", "build_backbone", "Model", "load_weights", "WeightsReport"]
 
 # name -> builder(in_channels, **options) -> (module, number of output features)
-BACKBONES: dict[str, Callable[..., tuple[nn.Module, int]]] = {}
-
-
-def register_backbone(name: str) -> Callable:
-    def deco(fn: Callable[..., tuple[nn.Module, int]]) -> Callable[..., tuple[nn.Module, int]]:
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} is registered twice")
-        BACKBONES[name] = fn
-        return fn
-    return deco
+BACKBONES = Registry("backbone")
+register_backbone = BACKBONES.register
 
 
 def available() -> list[str]:
-    return sorted(BACKBONES)
+    return BACKBONES.names()
 
 
 def build_backbone(name: str, in_channels: int, **options: Any) -> tuple[nn.Module, int]:
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; allowed: {', '.join(available())}")
-    return BACKBONES[name](in_channels, **options)
+    return BACKBONES.lookup(name)(in_channels, **options)
 
 
 class Model(nn.Module):

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, NamedTuple, Sequence
 
 import torch
 
+from torchdeck._registry import Registry
 from torchdeck._tree import tree_map
 
 __all__ = ["Rule", "EmptyState", "hyper", "RULES", "register_rule", "format_number"]
@@ -26,16 +27,13 @@ __all__ = ["Rule", "EmptyState", "hyper", "RULES", "register_rule", "format_numb
 Tensors = Sequence[torch.Tensor]
 
 # name -> rule class; filled by @register_rule so specs can name rules without eval.
-RULES: dict[str, type["Rule"]] = {}
+RULES = Registry("rule")
 
 
 def register_rule(cls: type["Rule"]) -> type["Rule"]:
     if not cls.name:
         raise TypeError(f"{cls.__qualname__} needs a class attribute `name` to be registered")
-    if cls.name in RULES:
-        raise TypeError(f"rule name {cls.name!r} is registered twice ({RULES[cls.name].__qualname__}, {cls.__qualname__})")
-    RULES[cls.name] = cls
-    return cls
+    return RULES.register(cls.name)(cls)
 
 
 class EmptyState(NamedTuple):

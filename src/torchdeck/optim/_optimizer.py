@@ -35,6 +35,7 @@ class Optimizer(torch.optim.Optimizer):
         self._hyper_keys = tuple(rule.hyper())
         self._rule_states: list[Any] = []
         self._group_rules: list[tuple[tuple, Rule]] = []
+        self._buffers: dict[int, list[torch.Tensor]] = {}
         super().__init__(params, rule.hyper())
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -83,12 +84,26 @@ class Optimizer(torch.optim.Optimizer):
             if len(keep) != len(all_params):
                 # Parameters without a gradient are skipped and their state left as it is.
                 state = _select(state, keep, len(all_params))
-            updates = torch._foreach_mul([p.grad for p in params], 1.0)  # never overwrite .grad
+            updates = self._update_buffers(i, keep, params)
             updates, new_state = rule.update_(updates, state, params)
             if len(keep) == len(all_params):
                 self._rule_states[i] = new_state
             torch._foreach_sub_(params, updates)
         return loss
+
+    def _update_buffers(self, i: int, keep: list[int], params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The group's gradients copied into tensors the rules may overwrite (never ``.grad``).
+
+        The tensors are kept from step to step: a fresh params-sized allocation each step
+        costs more than the arithmetic of a whole Adam update on CPU.
+        """
+        buffers = self._buffers.get(i)
+        if buffers is None or len(buffers) != len(params) or any(
+                b.shape != p.grad.shape or b.dtype != p.grad.dtype or b.device != p.grad.device
+                for b, p in zip(buffers, params)):
+            buffers = self._buffers[i] = [torch.empty_like(p.grad) for p in params]
+        torch._foreach_copy_(buffers, [p.grad for p in params])
+        return buffers
 
     def rule_state(self, group: int = 0) -> Any:
         """The rule's state for one param group (``None`` before the first step)."""

@@ -134,13 +134,15 @@ class Adam(Rule):
         torch._foreach_lerp_(mu, updates, 1.0 - self.b1)
         torch._foreach_mul_(nu, self.b2)
         torch._foreach_addcmul_(nu, updates, updates, value=1.0 - self.b2)
-        denom = torch._foreach_sqrt(nu)
-        torch._foreach_div_(denom, _per_param([math.sqrt(1.0 - self.b2**t) for t in ts]))
-        torch._foreach_add_(denom, self.eps)
-        # The gradients are spent: write mu / denom into their tensors rather than allocating
-        # (a fresh params-sized allocation costs more than the division on CPU).
-        torch._foreach_copy_(updates, mu)
-        torch._foreach_div_(updates, denom)
+        # The gradients are spent once the moments are updated: build the result in their
+        # tensors instead of allocating (a params-sized allocation costs more than the
+        # arithmetic on CPU). updates = mu / (sqrt(nu) / sqrt(1 - b2^t) + eps) * lr / (1 - b1^t)
+        torch._foreach_copy_(updates, nu)
+        torch._foreach_sqrt_(updates)
+        torch._foreach_div_(updates, _per_param([math.sqrt(1.0 - self.b2**t) for t in ts]))
+        torch._foreach_add_(updates, self.eps)
+        torch._foreach_reciprocal_(updates)
+        torch._foreach_mul_(updates, mu)
         torch._foreach_mul_(updates, _per_param([self.lr / (1.0 - self.b1**t) for t in ts]))
         return updates, state
 

@@ -13,16 +13,15 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
+from torchdeck._registry import Registry
+
 __all__ = ["Schedule", "SCHEDULES", "register_schedule", "check_number", "check_steps"]
 
-SCHEDULES: dict[str, type["Schedule"]] = {}
+SCHEDULES = Registry("schedule")
 
 
 def register_schedule(cls: type["Schedule"]) -> type["Schedule"]:
-    if cls.name in SCHEDULES:
-        raise TypeError(f"schedule name {cls.name!r} is registered twice")
-    SCHEDULES[cls.name] = cls
-    return cls
+    return SCHEDULES.register(cls.name)(cls)
 
 
 def check_number(owner: str, field: str, value: Any, *, minimum: float | None = 0.0) -> float:

@@ -21,11 +21,12 @@ def schedule_from_spec(spec: Any, *, where: str = "schedule") -> Schedule:
     if not (isinstance(spec, Mapping) and len(spec) == 1):
         raise ValueError(f"{where}: expected a number or a one-key mapping {{schedule: {{...}}}}, got {spec!r}")
     (name, kwargs), = spec.items()
-    if name not in SCHEDULES:
-        raise ValueError(f"{where}: unknown schedule {name!r}; allowed: {', '.join(sorted(SCHEDULES))}")
+    try:
+        cls = SCHEDULES.lookup(name)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
     if not isinstance(kwargs, Mapping):
         raise ValueError(f"{where}.{name}: expected a mapping of arguments, got {kwargs!r}")
-    cls = SCHEDULES[name]
     kwargs = dict(kwargs)
     if cls is Sequence:
         items = kwargs.get("schedules")

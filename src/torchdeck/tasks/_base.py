@@ -14,30 +14,27 @@ import numpy as np
 import torch
 from torch import nn
 
+from torchdeck._registry import Registry
+
 __all__ = ["Task", "Grid", "TASKS", "register_task", "get", "available"]
 
-TASKS: dict[str, type["Task"]] = {}
+TASKS = Registry("task")
 
 
 def register_task(name: str) -> Callable[[type["Task"]], type["Task"]]:
     def deco(cls: type["Task"]) -> type["Task"]:
-        if name in TASKS:
-            raise ValueError(f"task {name!r} is registered twice")
         cls.name = name
-        TASKS[name] = cls
-        return cls
+        return TASKS.register(name)(cls)
     return deco
 
 
 def get(name: str) -> type["Task"]:
     """The task class registered under ``name``: ``tasks.get("image-classification")``."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(available())}")
-    return TASKS[name]
+    return TASKS.lookup(name)
 
 
 def available() -> list[str]:
-    return sorted(TASKS)
+    return TASKS.names()
 
 
 @dataclasses.dataclass

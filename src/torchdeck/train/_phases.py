@@ -9,7 +9,7 @@ import torch
 if TYPE_CHECKING:
     from torchdeck.train._learner import Learner
 
-__all__ = ["Phase", "TrainingPhase", "ValidationPhase"]
+__all__ = ["Phase", "TrainingPhase", "ValidationPhase", "forward_loss"]
 
 
 class Phase:
@@ -34,16 +34,22 @@ def _to(x: Any, device: torch.device) -> Any:
     return x
 
 
+def forward_loss(learner: "Learner") -> None:
+    """Move the batch to the device, predict, and compute the loss (the part phases share)."""
+    s = learner.state
+    s.xb, s.yb = _to(s.xb, learner.device), _to(s.yb, learner.device)
+    s.pred = s.model(s.xb)
+    learner.fire("loss_begin")
+    s.loss = s.loss_fn(s.pred, s.yb)
+
+
 class TrainingPhase(Phase):
     name = "train"
     training = True
 
     def step(self, learner: "Learner") -> None:
+        forward_loss(learner)
         s = learner.state
-        s.xb, s.yb = _to(s.xb, learner.device), _to(s.yb, learner.device)
-        s.pred = s.model(s.xb)
-        learner.fire("loss_begin")
-        s.loss = s.loss_fn(s.pred, s.yb)
         learner.fire("backward_begin")
         s.optimizer.zero_grad(set_to_none=True)
         s.loss.backward()
@@ -56,8 +62,4 @@ class ValidationPhase(Phase):
     training = False
 
     def step(self, learner: "Learner") -> None:
-        s = learner.state
-        s.xb, s.yb = _to(s.xb, learner.device), _to(s.yb, learner.device)
-        s.pred = s.model(s.xb)
-        learner.fire("loss_begin")
-        s.loss = s.loss_fn(s.pred, s.yb)
+        forward_loss(learner)
