@@ -14,6 +14,7 @@ directions, as in Optimisers.jl: the optimiser *subtracts* them from the paramet
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, ClassVar, NamedTuple, Sequence
 
@@ -57,6 +58,11 @@ def _in_range(v: float, meta: dict) -> bool:
                 or (meta["lt"] is not None and v >= meta["lt"]) or (meta["le"] is not None and v > meta["le"]))
 
 
+@functools.cache
+def _fields_of(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
     """Base class: subclasses declare hyperparameters with :func:`hyper` and fill ``init``/``update_``."""
@@ -67,14 +73,17 @@ class Rule:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if "ge" not in f.metadata:
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-                raise ValueError(f"{self.name}: {f.name} must be a number, got {v!r}")
-            if not _in_range(v, f.metadata):
-                raise ValueError(f"{self.name}: {f.name} must be in {_allowed(f.metadata)}, got {v!r}")
-            object.__setattr__(self, f.name, float(v) if isinstance(v, int) and f.type in ("float", float) else v)
+            object.__setattr__(self, f.name, self._checked(f, getattr(self, f.name)))
+
+    def _checked(self, f: dataclasses.Field, v: Any) -> Any:
+        """``v`` if it is allowed for field ``f`` (ints become floats for float fields)."""
+        if "ge" not in f.metadata:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            raise ValueError(f"{self.name}: {f.name} must be a number, got {v!r}")
+        if not _in_range(v, f.metadata):
+            raise ValueError(f"{self.name}: {f.name} must be in {_allowed(f.metadata)}, got {v!r}")
+        return float(v) if isinstance(v, int) and f.type in ("float", float) else v
 
     # -- the protocol -------------------------------------------------------------------
     def init(self, params: Tensors) -> Any:
@@ -96,10 +105,17 @@ class Rule:
 
     def replace(self, **hyper: Any) -> "Rule":
         """A copy with some hyperparameters changed (validated like the constructor)."""
-        unknown = sorted(set(hyper) - set(self.hyper()))
+        fields = _fields_of(type(self))
+        unknown = sorted(set(hyper) - set(fields))
         if unknown:
-            raise ValueError(f"{self.name}: unknown hyperparameter {unknown[0]!r}; allowed: {', '.join(self.hyper()) or 'none'}")
-        return dataclasses.replace(self, **hyper)
+            raise ValueError(f"{self.name}: unknown hyperparameter {unknown[0]!r}; allowed: {', '.join(fields) or 'none'}")
+        # Copy and check only the changed fields: an Optimizer under a schedule does this
+        # every step, and dataclasses.replace re-runs every check through __init__.
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        for key, value in hyper.items():
+            object.__setattr__(new, key, self._checked(fields[key], value))
+        return new
 
     # -- spec and display ---------------------------------------------------------------
     def to_spec(self) -> dict[str, Any]:

@@ -35,7 +35,7 @@ class Optimizer(torch.optim.Optimizer):
         self._hyper_keys = tuple(rule.hyper())
         self._rule_states: list[Any] = []
         self._group_rules: list[tuple[tuple, Rule]] = []
-        self._buffers: dict[int, list[torch.Tensor]] = {}
+        self._buffers: dict[int, tuple[list[int], list[torch.Tensor]]] = {}
         super().__init__(params, rule.hyper())
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -97,11 +97,10 @@ class Optimizer(torch.optim.Optimizer):
         The tensors are kept from step to step: a fresh params-sized allocation each step
         costs more than the arithmetic of a whole Adam update on CPU.
         """
-        buffers = self._buffers.get(i)
-        if buffers is None or len(buffers) != len(params) or any(
-                b.shape != p.grad.shape or b.dtype != p.grad.dtype or b.device != p.grad.device
-                for b, p in zip(buffers, params)):
-            buffers = self._buffers[i] = [torch.empty_like(p.grad) for p in params]
+        key, buffers = self._buffers.get(i, (None, None))
+        if key != keep:  # gradients have their parameter's shape, so the kept indices identify the buffers
+            buffers = [torch.empty_like(p.grad) for p in params]
+            self._buffers[i] = (keep, buffers)
         torch._foreach_copy_(buffers, [p.grad for p in params])
         return buffers
 
