@@ -34,7 +34,7 @@ def test_nothing_trains_until_train_is_pressed(studio):
     assert studio.monitor.run is None
     assert "idle" in studio.monitor.status.value
     assert studio.chain_panel.summary.value == "<code>clip_norm(1.0) → adam → scale_lr(3e-3)</code>"
-    assert studio.monitor.loss_fig.data[0].x == ()
+    assert all(t.x == () for t in studio.monitor.chart.data)
 
 
 @pytest.mark.slow

@@ -17,19 +17,38 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from torchdeck.train import Learner, MetricStream, Run
+from torchdeck.widgets._figure import LiveFigure
 from torchdeck.widgets._state import StudioState
 
 __all__ = ["TrainingMonitor"]
 
 
-def _figure(title: str, css: str, yaxis: dict[str, Any], series: list[tuple[str, str, str]]) -> go.FigureWidget:
+Series = tuple[str, str, str, int]  # stream key, legend label, mode, row (1: loss, 2: metrics)
+
+
+def _scatter(key: str, label: str, mode: str, row: int) -> go.Scatter:
+    axes = {} if row == 1 else {"xaxis": "x2", "yaxis": "y2"}
+    return go.Scatter(x=[], y=[], name=label, mode=mode, legendgroup=str(row), **axes)
+
+
+def _chart(series: list[Series]) -> LiveFigure:
+    """Loss (log scale) above, metrics below, one shared step axis.
+
+    One figure, so every redraw is one message. With a separate metric figure, updated only
+    at epoch ends, Chromium under Voila sometimes never applied any of its updates (about
+    one run in five; the loss figure, updated every redraw, always drew); the cause was not
+    found, and the single figure has not shown it since.
+    """
     # Traces go in at construction: Voila renders widgets from their state after the
     # notebook ran, so trace additions sent before the page existed would be lost.
-    fig = go.FigureWidget(data=[go.Scatter(x=[], y=[], name=label, mode=mode) for _, label, mode in series],
-                          layout=go.Layout(
-        height=280, width=520, margin=dict(l=50, r=10, t=30, b=35), title=dict(text=title, font_size=13),
-        xaxis_title="step", yaxis=yaxis, legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom")))
-    fig.add_class(css)
+    fig = LiveFigure(data=[_scatter(*s) for s in series], layout=go.Layout(
+        height=520, width=520, margin=dict(l=55, r=10, t=30, b=40),
+        xaxis=dict(anchor="y", matches="x2", showticklabels=False),
+        yaxis=dict(domain=[0.56, 1.0], type="log", exponentformat="e", title="loss"),
+        xaxis2=dict(anchor="y2", title="step"),
+        yaxis2=dict(domain=[0.0, 0.44], range=[0, 1.02], title="metric"),
+        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom")))
+    fig.add_class("td-train-chart")
     return fig
 
 
@@ -70,45 +89,40 @@ class TrainingMonitor(W.VBox):
         self.headline = W.HTML("")
         self.headline.add_class("td-accuracy")
 
-        loss_series, metric_series = self._series()
-        self.loss_fig = _figure("Loss", "td-loss-chart", dict(type="log", exponentformat="e"), loss_series)
-        self.metric_fig = _figure("Metrics", "td-metric-chart", dict(range=[0, 1.02]), metric_series)
+        self.chart = _chart(self._series())
         self._traces: dict[str, Any] = {}
         self._index_traces()
         super().__init__([
             W.HTML("<b>Training</b>"),
             W.HBox([self.epochs, self.train_button, self.pause_button, self.stop_button]),
             self.status, self.progress, self.headline,
-            self.loss_fig, self.metric_fig,
+            self.chart,
         ])
         state.observe(self._spec_changed, "spec")
 
     # -- charts ----------------------------------------------------------------------------------
-    def _series(self) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
-        """(stream key, legend label, mode) for the loss chart and the metric chart."""
+    def _series(self) -> list[Series]:
         metrics = list(self.state.task().metrics())
         self._headline_metric = f"valid_{metrics[0]}" if metrics else "valid_loss"
-        loss = [("loss", "train loss (step)", "lines"), ("train_loss", "train loss (epoch)", "lines+markers"),
-                ("valid_loss", "valid loss (epoch)", "lines+markers")]
-        return loss, [(f"valid_{m}", f"valid {m}", "lines+markers") for m in metrics]
+        loss = [("loss", "train loss (step)", "lines", 1), ("train_loss", "train loss (epoch)", "lines+markers", 1),
+                ("valid_loss", "valid loss (epoch)", "lines+markers", 1)]
+        return loss + [(f"valid_{m}", f"valid {m}", "lines+markers", 2) for m in metrics]
 
     def _index_traces(self) -> None:
-        loss, metric = self._series()
-        self._traces = {key: trace for fig, series in ((self.loss_fig, loss), (self.metric_fig, metric))
-                        for (key, _, _), trace in zip(series, fig.data)}
+        self._traces = {key: trace for (key, *_), trace in zip(self._series(), self.chart.data)}
 
     def _remake_traces(self) -> None:
-        for fig, series in zip((self.loss_fig, self.metric_fig), self._series()):
-            fig.data = ()
-            for _, label, mode in series:
-                fig.add_scatter(x=[], y=[], name=label, mode=mode)
-        self._index_traces()
+        with self.chart.lock:
+            self.chart.data = ()
+            for s in self._series():
+                self.chart.add_trace(_scatter(*s))
+            self._index_traces()
 
     def redraw(self) -> None:
         """Copy the stream into the charts: one message per figure."""
         with self._draw_lock:
             snap = self.stream.snapshot()
-            with self.loss_fig.batch_update(), self.metric_fig.batch_update():
+            with self.chart.lock, self.chart.batch_update():
                 for key, trace in self._traces.items():
                     xs, ys = snap.get(key, ([], []))
                     trace.x, trace.y = xs, ys
