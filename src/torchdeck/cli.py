@@ -33,8 +33,8 @@ def _train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     learner.fit()
     final = learner.history.epochs[-1] if learner.history.epochs else {}
-    print(f"torchdeck: done in {time.perf_counter() - t0:.1f} s; final "
-          + "  ".join(f"{k} {v:.4f}" for k, v in final.items() if isinstance(v, float)), flush=True)
+    values = "  ".join(f"{k} {v:.4f}" for k, v in final.items() if isinstance(v, float) and k != "epoch_seconds")
+    print(f"torchdeck: done in {time.perf_counter() - t0:.1f} s; final {values}", flush=True)
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps(learner.history.epochs, indent=1))
     if args.save:

@@ -95,7 +95,7 @@ class Recorder(Callback):
             self._losses = []
         if not state.phase.training:
             row = {"epoch": state.epoch + 1, "step": state.step, **state.metrics,
-                   "seconds": time.perf_counter() - self._t0}
+                   "epoch_seconds": time.perf_counter() - self._t0}
             state.history.epochs.append(row)
 
 
