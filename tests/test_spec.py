@@ -177,3 +177,17 @@ def test_the_engine_imports_no_ui_packages():
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_yaml_numbers_in_exponent_form_are_numbers():
+    # YAML 1.1 (PyYAML) reads 1e-3 as a string; a spec must not.
+    spec = Experiment.parse_yaml("optim: {chain: [adam, {scale_lr: {lr: 1e-3}}]}\nseed: 7\n")
+    assert spec.rule().hyper()["lr"] == 1e-3
+    assert spec.seed == 7
+
+
+def test_builder_errors_name_the_spec_field():
+    with pytest.raises(SpecError, match=r"^model: small_cnn: width must be a positive integer, got 3\.5$"):
+        Experiment().with_changes(**{"model.options": {"width": 3.5}}).build()
+    with pytest.raises(SpecError, match=r"^task\.options: image-classification: size must be an integer >= 2"):
+        Experiment().with_changes(**{"task.options": {"size": 1}}).build_task()

@@ -26,6 +26,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     learner = spec.build()
+    if learner.weights_report is not None:
+        print(f"torchdeck: weights {learner.weights_report}", flush=True)
     if not args.quiet:
         learner.add_callback(ProgressBar())
     print(f"torchdeck: training {spec.name!r}: {spec.task.name} on {spec.data.name}, "

@@ -7,10 +7,12 @@ is allowed, in one line (:class:`SpecError`).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import pprint
-from typing import Any, Callable, Literal
+import re
+from typing import Any, Callable, Iterator, Literal
 
 import pydantic
 import yaml
@@ -31,6 +33,15 @@ class SpecError(ValueError):
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+@contextlib.contextmanager
+def _field(where: str) -> Iterator[None]:
+    """Builders check option values; their errors get the spec field they came from."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"{where}: {e}") from e
 
 
 def _lookup(where: str, registry: Any, name: str) -> Any:
@@ -145,18 +156,21 @@ class Experiment(_Part):
         return {k: _schedules.schedule_from_spec(s) for k, s in self.schedules.items()}
 
     def build_task(self) -> _tasks.Task:
-        dataset = _data.load(self.data.name, **self.data.options)
-        return _tasks.get(self.task.name)(dataset, **self.task.options)
+        with _field("data.options"):
+            dataset = _data.load(self.data.name, **self.data.options)
+        with _field("task.options"):
+            return _tasks.get(self.task.name)(dataset, **self.task.options)
 
     def build(self, task: _tasks.Task | None = None) -> Any:
         """A ready :class:`~torchdeck.train.Learner`; ``fit()`` runs ``train.epochs`` epochs."""
         from torchdeck.train import Learner
 
-        return Learner.from_task(
-            task if task is not None else self.build_task(), backbone=self.model.backbone,
-            backbone_options=self.model.options, rule=self.rule(), schedules=self.schedule_objects(),
-            batch_size=self.train.batch_size, epochs=self.train.epochs, seed=self.seed,
-            device=self.train.device, weights=self.model.weights)
+        task = task if task is not None else self.build_task()
+        with _field("model"):
+            return Learner.from_task(
+                task, backbone=self.model.backbone, backbone_options=self.model.options, rule=self.rule(),
+                schedules=self.schedule_objects(), batch_size=self.train.batch_size, epochs=self.train.epochs,
+                seed=self.seed, device=self.train.device, weights=self.model.weights)
 
     # -- serialisation ----------------------------------------------------------------------
     @classmethod
@@ -171,7 +185,7 @@ class Experiment(_Part):
     @classmethod
     def parse_yaml(cls, text: str) -> "Experiment":
         try:
-            d = yaml.safe_load(text)
+            d = yaml.load(text, Loader=_Loader)
         except yaml.YAMLError as e:
             raise SpecError(f"spec: not valid YAML: {' '.join(str(e).split())}") from None
         return cls.from_dict({} if d is None else d)
@@ -207,12 +221,28 @@ class Experiment(_Part):
         """A validated copy with dotted-path changes: ``spec.with_changes(**{"train.epochs": 3})``."""
         d = self.to_dict()
         for dotted, value in changes.items():
-            node = d
+            node: Any = d
             *parents, last = dotted.split(".")
             for p in parents:
-                node = node[p]
+                node = node.get(p) if isinstance(node, dict) else None
+            if not isinstance(node, dict) or (last not in node and parents and "options" not in parents[-1:]):
+                raise SpecError(f"{dotted}: no such field in the spec")
             node[last] = value
         return Experiment.from_dict(d)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; people write learning rates that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                 |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                 |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                 |[-+]?\.(?:inf|Inf|INF)
+                 |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
 
 
 def _one_line(e: pydantic.ValidationError) -> str:

@@ -161,3 +161,19 @@ def test_optimizer_param_groups_carry_the_chain_hyperparameters():
     opt = O.Optimizer(m.parameters(), O.chain(O.clip_norm(1.0), O.adam(), O.scale_lr(3e-3)))
     g = opt.param_groups[0]
     assert g["lr"] == 3e-3 and g["adam.lr"] == 1.0 and g["max_norm"] == 1.0 and g["b1"] == 0.9
+
+
+def test_a_chain_inside_a_chain_is_flattened():
+    inner = O.chain(O.adam(), O.scale_lr(1e-2))
+    outer = O.chain(O.clip_norm(1.0), inner)
+    assert outer == O.chain(O.clip_norm(1.0), O.adam(), O.scale_lr(1e-2))
+    assert outer.hyper()["lr"] == 1e-2
+
+
+def test_a_refused_param_group_is_not_kept():
+    opt = O.Optimizer([torch.zeros(2, requires_grad=True)], O.chain(O.adam(), O.scale_lr(1e-3)))
+    with pytest.raises(ValueError, match=r"scale_lr: lr must be in \[0\.0, inf\), got -1"):
+        opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)], "lr": -1})
+    assert len(opt.param_groups) == 1
+    opt.param_groups[0]["params"][0].grad = torch.ones(2)
+    opt.step()

@@ -127,7 +127,7 @@ def test_replace_validates_and_names_unknown_hyperparameter():
 def test_spec_round_trip(rule):
     spec = rule.to_spec()
     assert O.rule_from_spec(spec) == rule
-    assert O.rule_to_spec(O.rule_from_spec(spec)) == spec
+    assert O.rule_from_spec(spec).to_spec() == spec
     assert str(O.rule_from_spec(spec)) == str(rule)
 
 

@@ -271,3 +271,12 @@ def test_scheduler_by_hand_fits_open_schedules_to_total_steps():
 def test_scheduler_step_without_optimizer_is_an_error():
     with pytest.raises(RuntimeError, match=r"Scheduler\.step\(\) needs the optimizer"):
         S.Scheduler({"lr": 0.1}).step()
+
+
+def test_open_segments_are_fitted_to_their_slot():
+    s = S.Sequence([S.Linear(0.0, 1.0), S.CosAnneal(1.0, 0.0)], steps=[10, None]).fit_to(30)
+    assert s(5) == pytest.approx(0.5)
+    assert s(10) == pytest.approx(1.0)
+    assert s(20) == pytest.approx(0.5)
+    # Slots equal to the segments' own lengths are not written twice in the spec.
+    assert "steps" not in S.Sequence([S.Linear(0.0, 1.0, steps=10), S.Constant(1.0)]).to_spec()["sequence"]

@@ -177,8 +177,11 @@ def test_cancel_fit_ends_training_and_runs_fit_end():
     learner = tiny_learner([Stop(), log], n_train=40)
     learner.fit(3)
     assert learner.state.step == 1
-    assert log.seen[-1] == ("fit_end", "train")
-    assert ("epoch_end", "train") not in log.seen
+    # The cancelled pass still ends (its metrics and history close), then the fit ends.
+    assert log.seen[-2:] == [("epoch_end", "train"), ("fit_end", "train")]
+    assert ("epoch_begin", "valid") not in log.seen
+    h = learner.history
+    assert len(h.steps) == len(h.lrs) == len(h.losses) == 2  # the Recorder saw the cancelling step too
 
 
 def test_fit_end_runs_when_a_callback_raises():

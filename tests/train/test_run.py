@@ -157,3 +157,12 @@ def test_series_decimation_keeps_extremes_and_last_point_and_stays_bounded(ys, c
 def test_series_refuses_tiny_capacity():
     with pytest.raises(ValueError, match=r"Series: capacity must be >= 8, got 4"):
         Series(4)
+
+
+def test_on_done_after_the_end_is_called_at_once():
+    learner = tiny_learner([])
+    run = learner.fit_async(1)
+    assert run.join(60) and run.status == "finished"
+    seen = []
+    run.on_done(lambda r: seen.append(r.status))
+    assert seen == ["finished"]

@@ -159,3 +159,12 @@ def test_schedule_plot_follows_edits_and_the_run_length(studio):
     assert studio.spec.schedules["lr"]["sequence"]["schedules"][0]["linear"]["start"] == 1e-3
     studio.monitor.epochs.value = 2
     assert len(panel.figure.data[0].x) == studio.state.total_steps() == 2 * studio.state.steps_per_epoch()
+
+
+def test_an_option_value_the_builder_refuses_leaves_the_spec_as_it_was(studio):
+    before = studio.spec
+    assert not studio.state.edit(**{"data.options": {"valid_fraction": 2.0}})
+    assert studio.state.error == "data.options: valid_fraction must be in (0, 1), got 2.0"
+    assert studio.spec == before
+    assert not studio.state.edit(**{"trian.epochs": 3})
+    assert studio.state.error == "trian.epochs: no such field in the spec"

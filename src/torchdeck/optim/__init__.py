@@ -9,7 +9,7 @@ from torchdeck.optim._base import RULES, EmptyState, Rule, format_number, hyper,
 from torchdeck.optim._chain import Chain, chain
 from torchdeck.optim._optimizer import Optimizer, adjust
 from torchdeck.optim._rules import SGD, Adam, AdamState, ClipNorm, Momentum, MomentumState, ScaleLR, WeightDecay
-from torchdeck.optim._spec import rule_from_spec, rule_to_spec
+from torchdeck.optim._spec import rule_from_spec
 
 # Lower-case names as in the API sketch: ``O.adam()`` reads like optax / Optimisers.jl.
 sgd = SGD
@@ -21,7 +21,7 @@ scale_lr = ScaleLR
 
 __all__ = [
     "RULES", "Rule", "EmptyState", "hyper", "register_rule", "format_number",
-    "Chain", "chain", "Optimizer", "adjust", "rule_from_spec", "rule_to_spec",
+    "Chain", "chain", "Optimizer", "adjust", "rule_from_spec",
     "SGD", "Momentum", "Adam", "WeightDecay", "ClipNorm", "ScaleLR", "AdamState", "MomentumState",
     "sgd", "momentum", "adam", "weight_decay", "clip_norm", "scale_lr",
 ]

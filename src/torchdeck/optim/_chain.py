@@ -23,10 +23,13 @@ class Chain(Rule):
     name = "chain"
 
     def __init__(self, *rules: Rule) -> None:
+        flat: list[Rule] = []
         for i, r in enumerate(rules):
             if not isinstance(r, Rule):
                 raise TypeError(f"chain: item {i} must be a rule, got {r!r}")
-        object.__setattr__(self, "rules", tuple(rules))
+            # A chain inside a chain is the same as its rules in place (one flat set of names).
+            flat.extend(r.rules if isinstance(r, Chain) else (r,))
+        object.__setattr__(self, "rules", tuple(flat))
         object.__setattr__(self, "_keys", _hyper_keys(self.rules))
 
     def __setattr__(self, key: str, value: Any) -> None:

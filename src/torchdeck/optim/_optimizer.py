@@ -39,9 +39,9 @@ class Optimizer(torch.optim.Optimizer):
         super().__init__(params, rule.hyper())
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # Check the group's own values before torch keeps it: a refused group must not stay.
+        self.rule.replace(**{k: param_group.get(k, self.defaults[k]) for k in self._hyper_keys})
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        self.rule.replace(**self._hyper_of(group))  # validate the group's own values now
         self._rule_states.append(None)
         self._group_rules.append(((), self.rule))
 

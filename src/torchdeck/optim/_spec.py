@@ -7,11 +7,7 @@ from typing import Any, Mapping
 from torchdeck.optim._base import RULES, Rule
 from torchdeck.optim._chain import Chain
 
-__all__ = ["rule_from_spec", "rule_to_spec"]
-
-
-def rule_to_spec(rule: Rule) -> dict[str, Any]:
-    return rule.to_spec()
+__all__ = ["rule_from_spec"]
 
 
 def rule_from_spec(spec: Any, *, where: str = "optim") -> Rule:

@@ -136,6 +136,8 @@ class Sequence(Schedule):
             raise ValueError(f"sequence: steps has {len(steps)} entries for {len(scheds)} schedules")
         for i, n in enumerate(steps):
             check_steps(self.name, f"steps[{i}]", n, allow_none=i == len(steps) - 1)
+        # Each segment spans its slot: an open-ended one (steps/period null) is fitted to it.
+        object.__setattr__(self, "schedules", tuple(s if n is None else s.fit_to(n) for s, n in zip(scheds, steps)))
         object.__setattr__(self, "steps", steps)
 
     @property
@@ -164,7 +166,12 @@ class Sequence(Schedule):
         return out
 
     def to_spec(self) -> dict[str, Any]:
-        return {self.name: {"schedules": [s.to_spec() for s in self.schedules], "steps": list(self.steps)}}
+        spec: dict[str, Any] = {"schedules": [s.to_spec() for s in self.schedules]}
+        # Slots that only repeat the segments' own lengths are left out, so each length is
+        # written (and edited) in one place.
+        if self.steps != tuple(s.length for s in self.schedules):
+            spec["steps"] = list(self.steps)
+        return {self.name: spec}
 
     def __str__(self) -> str:
         return f"sequence({', '.join(str(s) for s in self.schedules)})"

@@ -58,6 +58,7 @@ class Learner:
         self._handlers: dict[str, list[Callable[[TrainState], None]]] = {}
         self._run: Run | None = None
         self.task: Any = None
+        self.weights_report: Any = None  # what from_task loaded from a weights file
         self.set_callbacks([Metrics(*metrics), Recorder(), *callbacks])
 
     @classmethod
@@ -77,13 +78,13 @@ class Learner:
             torch.manual_seed(seed)
             body, features = models.build_backbone(backbone, task.input_channels(), **(backbone_options or {}))
             model = models.Model(body, task.head(features))
-        if weights:
-            models.load_weights(model, weights)
+        report = models.load_weights(model, weights) if weights else None
         rule = rule if rule is not None else optim.chain(optim.adam(), optim.scale_lr(1e-3))
         extra = [Scheduler(schedules)] if schedules else []
         learner = cls(model, task.loaders(batch_size, seed=seed), task.loss(), rule, metrics=task.metrics(),
                       callbacks=[*extra, *callbacks], epochs=epochs, device=device)
         learner.task = task
+        learner.weights_report = report
         return learner
 
     def show_results(self, n: int = 16) -> Any:
@@ -154,18 +155,23 @@ class Learner:
         s.model.train(phase.training)
         s.metrics = {k: v for k, v in s.metrics.items() if not k.startswith(f"{phase.name}_")}
         self.fire("epoch_begin")
-        with torch.set_grad_enabled(phase.training):
-            for i, batch in enumerate(self.loaders[phase.name]):
-                s.batch_index = i
-                s.xb, s.yb = batch
-                try:
-                    self.fire("step_begin")
-                    phase.step(self)
-                    self.fire("step_end")
-                except CancelStep:
-                    pass
-                if phase.training:
-                    s.step += 1
+        try:
+            with torch.set_grad_enabled(phase.training):
+                for i, batch in enumerate(self.loaders[phase.name]):
+                    s.batch_index = i
+                    s.xb, s.yb = batch
+                    try:
+                        self.fire("step_begin")
+                        phase.step(self)
+                        self.fire("step_end")
+                    except CancelStep:
+                        pass
+                    if phase.training:
+                        s.step += 1
+        except (CancelEpoch, CancelFit):
+            # A cancelled pass still ends: its metrics, history and progress bar close.
+            self.fire("epoch_end")
+            raise
         self.fire("epoch_end")
 
     def fit_async(self, epochs: int | None = None) -> Run:

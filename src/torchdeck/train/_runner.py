@@ -8,15 +8,12 @@ from typing import TYPE_CHECKING, Callable
 
 from torchdeck.train._callback import Callback
 from torchdeck.train._events import CancelFit
-from torchdeck.train._state import TrainState
+from torchdeck.train._state import TrainState, progress_of
 
 if TYPE_CHECKING:
     from torchdeck.train._learner import Learner
 
 __all__ = ["Run", "RunControl"]
-
-STATUSES = ("starting", "running", "paused", "stopping", "stopped", "finished", "failed")
-
 
 class RunControl(Callback):
     """Checks the run's flags at every step boundary: stop raises CancelFit, pause waits."""
@@ -56,6 +53,7 @@ class Run:
         self._wake = threading.Event()
         self._control = RunControl(self)
         self._done_callbacks: list[Callable[["Run"], None]] = []
+        self._done_lock = threading.Lock()
         self._thread = threading.Thread(target=self._main, name="torchdeck-fit", daemon=True)
 
     def start(self) -> "Run":
@@ -64,22 +62,33 @@ class Run:
 
     def _main(self) -> None:
         self.learner.add_callback(self._control)
+        final = "finished"
         try:
-            self.status = "running"
+            if not self._stop.is_set():
+                self.status = "running"
             self.learner.fit(self.epochs)
-            self.status = "stopped" if self._stop.is_set() else "finished"
+            if self._stop.is_set():
+                final = "stopped"
         except BaseException as e:  # kept for the UI; the thread must not die silently
             self.error = e
             self.traceback = traceback.format_exc()
-            self.status = "failed"
+            final = "failed"
         finally:
             self.learner.remove_callback(self._control)
-            for fn in self._done_callbacks:
+            # The final status is set last: once a run says it is done, the learner is free.
+            with self._done_lock:
+                self.status = final
+                callbacks, self._done_callbacks = self._done_callbacks, []
+            for fn in callbacks:
                 fn(self)
 
     def on_done(self, fn: Callable[["Run"], None]) -> None:
-        """Call ``fn(run)`` on the run's thread once it has ended (status final)."""
-        self._done_callbacks.append(fn)
+        """Call ``fn(run)`` once the run has ended: on its thread, or now if it already has."""
+        with self._done_lock:
+            if not self.done:
+                self._done_callbacks.append(fn)
+                return
+        fn(self)
 
     # -- control -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -108,10 +117,7 @@ class Run:
 
     @property
     def progress(self) -> dict[str, int | str]:
-        s = self.learner.state
-        phase = s.phase.name if s.phase is not None else ""
-        return {"status": self.status, "epoch": s.epoch + 1, "epochs": s.epochs, "phase": phase,
-                "batch": s.batch_index + 1, "batches": s.batches.get(phase, 0), "step": s.step}
+        return progress_of(self.learner.state, self.status)
 
     def __repr__(self) -> str:
         return f"Run(status={self.status!r}, epochs={self.epochs})"

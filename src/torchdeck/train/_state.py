@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["TrainState", "History"]
+__all__ = ["TrainState", "History", "progress_of"]
 
 
 @dataclasses.dataclass
@@ -47,3 +47,10 @@ class TrainState:
     loss: torch.Tensor | None = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # latest epoch values
     history: History = dataclasses.field(default_factory=History)
+
+
+def progress_of(state: TrainState, status: str) -> dict[str, Any]:
+    """Where a run is, for people: status, epoch i of n, phase, batch j of m, global step."""
+    phase = state.phase.name if state.phase is not None else ""
+    return {"status": status, "epoch": state.epoch + 1, "epochs": state.epochs, "phase": phase,
+            "batch": state.batch_index + 1, "batches": state.batches.get(phase, 0), "step": state.step}

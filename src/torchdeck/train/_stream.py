@@ -15,7 +15,7 @@ import numpy as np
 
 from torchdeck.train._callback import Callback
 from torchdeck.train._callbacks import Metrics, current_lr
-from torchdeck.train._state import TrainState
+from torchdeck.train._state import TrainState, progress_of
 
 __all__ = ["Series", "MetricStream"]
 
@@ -107,9 +107,7 @@ class MetricStream(Callback):
             fn(self, event)
 
     def _set_progress(self, state: TrainState, status: str) -> None:
-        phase = state.phase.name if state.phase is not None else ""
-        self.progress = {"status": status, "epoch": state.epoch + 1, "epochs": state.epochs, "phase": phase,
-                         "batch": state.batch_index + 1, "batches": state.batches.get(phase, 0), "step": state.step}
+        self.progress = progress_of(state, status)
 
     # -- callback hooks --------------------------------------------------------------------
     def fit_begin(self, state: TrainState) -> None:

@@ -23,12 +23,16 @@ class DataPanel(W.VBox):
         self.summary = W.HTML()
         self.samples = W.Image(format="png", layout=W.Layout(max_width="100%"))
         self.samples.add_class("td-samples")
-        self.task_picker.observe(lambda ch: state.edit(**{"task.name": ch["new"]}), "value")
-        self.data_picker.observe(lambda ch: state.edit(**{"data.name": ch["new"]}), "value")
+        self.task_picker.observe(lambda ch: self._pick("task.name", ch["new"]), "value")
+        self.data_picker.observe(lambda ch: self._pick("data.name", ch["new"]), "value")
         super().__init__([W.HTML("<b>Task and data</b>"), self.task_picker, self.data_picker, self.summary, self.samples])
         self._shown: tuple | None = None
         state.observe(lambda _: self.refresh(), "spec")
         self.refresh()
+
+    def _pick(self, field: str, value: str) -> None:
+        if not self.state.edit(**{field: value}):  # refused: show the choice the spec still holds
+            self.task_picker.value, self.data_picker.value = self.state.spec.task.name, self.state.spec.data.name
 
     def refresh(self) -> None:
         spec = self.state.spec

@@ -152,6 +152,8 @@ class TrainingMonitor(W.VBox):
         except Exception as e:  # a spec that validates can still fail to build; keep the Studio alive
             self.state.error = f"could not build the run: {e}"
             return None
+        if [t.name for t in self.chart.data] != [label for _, label, *_ in self._series()]:
+            self._remake_traces()
         learner.add_callback(self.stream)
         self.learner = learner
         self._set_status("running")
@@ -190,5 +192,6 @@ class TrainingMonitor(W.VBox):
 
     def _spec_changed(self, change: dict[str, Any]) -> None:
         self.epochs.value = change["new"].train.epochs
-        if change["old"] is None or change["old"].task != change["new"].task:
+        # A running run keeps its charts; a new task's traces come at the next start.
+        if (self.run is None or self.run.done) and change["old"].task != change["new"].task:
             self._remake_traces()

@@ -32,8 +32,7 @@ class SpecPanel(W.VBox):
         except SpecError as e:
             self.state.error = str(e)
             return False
-        self.state.replace(spec)
-        return True
+        return self.state.edit(**spec.to_dict())
 
     def refresh(self) -> None:
         spec = self.state.spec

@@ -30,22 +30,23 @@ class StudioState(traitlets.HasTraits):
     def edit(self, **dotted: Any) -> bool:
         """Apply ``{"train.epochs": 3, ...}``; on a bad value keep the spec and set ``error``."""
         try:
-            self.spec = self.spec.with_changes(**dotted)
+            spec = self.spec.with_changes(**dotted)
+            self._task_for(spec)  # data and task options are checked by building them, before the spec changes
         except (SpecError, ValueError) as e:
             self.error = str(e)
             return False
         self.error = ""
-        return True
-
-    def replace(self, spec: Experiment) -> None:
         self.spec = spec
-        self.error = ""
+        return True
 
     def task(self) -> Task:
         """The spec's task with its data, built once per task/data choice."""
-        key = json.dumps([self.spec.task.model_dump(), self.spec.data.model_dump()], sort_keys=True)
+        return self._task_for(self.spec)
+
+    def _task_for(self, spec: Experiment) -> Task:
+        key = json.dumps([spec.task.model_dump(), spec.data.model_dump()], sort_keys=True)
         if key != self._task_key:
-            self._task = self.spec.build_task()
+            self._task = spec.build_task()
             self._task_key = key
         assert self._task is not None
         return self._task
