@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "construct"]
 
 T = TypeVar("T")
 
@@ -32,3 +32,18 @@ class Registry(dict):
 
     def names(self) -> list[str]:
         return sorted(self)
+
+
+def construct(where: str, name: str, cls: Callable[..., T], kwargs: Mapping[str, Any], allowed: list[str],
+              noun: str) -> T:
+    """``cls(**kwargs)`` for one entry of a spec; errors say where in the spec, and what is allowed."""
+    for key in kwargs:
+        if key not in allowed:
+            raise ValueError(f"{where}.{name}: unknown {noun} {key!r}; allowed: {', '.join(allowed) or 'none'}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{where}.{name}: {e}") from None
+    except ValueError as e:
+        # The component says "<name>: <field> must be ..."; prefix where it sits in the spec.
+        raise ValueError(f"{where}.{e}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from torchdeck._registry import construct
 from torchdeck.optim._base import RULES, Rule
 from torchdeck.optim._chain import Chain
 
@@ -35,12 +36,4 @@ def rule_from_spec(spec: Any, *, where: str = "optim") -> Rule:
     if not isinstance(kwargs, Mapping):
         raise ValueError(f"{where}.{name}: expected a mapping of hyperparameters, got {kwargs!r}")
     cls = RULES[name]
-    allowed = list(cls().hyper())
-    for key in kwargs:
-        if key not in allowed:
-            raise ValueError(f"{where}.{name}: unknown hyperparameter {key!r}; allowed: {', '.join(allowed) or 'none'}")
-    try:
-        return cls(**kwargs)
-    except ValueError as e:
-        # The rule says "<rule>: <field> must be ..."; prefix where it sits in the spec.
-        raise ValueError(f"{where}.{e}") from None
+    return construct(where, name, cls, kwargs, list(cls().hyper()), "hyperparameter")

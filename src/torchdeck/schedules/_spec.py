@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from torchdeck._registry import construct
 from torchdeck.schedules._base import SCHEDULES, Schedule
 from torchdeck.schedules._core import Sequence
 
@@ -33,13 +34,4 @@ def schedule_from_spec(spec: Any, *, where: str = "schedule") -> Schedule:
         if not isinstance(items, (list, tuple)):
             raise ValueError(f"{where}.sequence.schedules: expected a list of schedules, got {items!r}")
         kwargs["schedules"] = [schedule_from_spec(s, where=f"{where}.sequence.schedules[{i}]") for i, s in enumerate(items)]
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    for key in kwargs:
-        if key not in allowed:
-            raise ValueError(f"{where}.{name}: unknown argument {key!r}; allowed: {', '.join(allowed)}")
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"{where}.{name}: {e}") from None
-    except ValueError as e:
-        raise ValueError(f"{where}.{e}") from None
+    return construct(where, name, cls, kwargs, [f.name for f in dataclasses.fields(cls)], "argument")
