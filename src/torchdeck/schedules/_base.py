@@ -24,6 +24,15 @@ def register_schedule(cls: type["Schedule"]) -> type["Schedule"]:
     return SCHEDULES.register(cls.name)(cls)
 
 
+def _spec_value(v: Any) -> Any:
+    """Fields that hold schedules are written as their specs; tuples as lists."""
+    if isinstance(v, Schedule):
+        return v.to_spec()
+    if isinstance(v, tuple):
+        return [_spec_value(x) for x in v]
+    return v
+
+
 def check_number(owner: str, field: str, value: Any, *, minimum: float | None = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ValueError(f"{owner}: {field} must be a number, got {value!r}")
@@ -46,6 +55,8 @@ class Schedule:
     """Base class. Subclasses fill ``values`` (vectorised); the rest derives from it."""
 
     name: ClassVar[str] = ""
+    # Fields that hold a schedule (or a list of them), parsed recursively from specs.
+    nested: ClassVar[tuple[str, ...]] = ()
 
     @property
     def length(self) -> int | None:
@@ -69,7 +80,20 @@ class Schedule:
         return self
 
     def to_spec(self) -> dict[str, Any]:
-        return {self.name: {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+        return {self.name: {f.name: _spec_value(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+
+    # Arithmetic builds composites (``0.5 * s``, ``s1 + s2``, ``s1 * s2``); see _compose.
+    def __add__(self, other: Any) -> "Schedule":
+        from torchdeck.schedules._compose import Sum, as_schedule
+        return Sum((self, as_schedule(other)))
+
+    __radd__ = __add__
+
+    def __mul__(self, other: Any) -> "Schedule":
+        from torchdeck.schedules._compose import Product, as_schedule
+        return Product((self, as_schedule(other)))
+
+    __rmul__ = __mul__
 
     def __str__(self) -> str:
         args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))

@@ -120,6 +120,7 @@ class Sequence(Schedule):
     """
 
     name = "sequence"
+    nested = ("schedules",)
     schedules: tuple[Schedule, ...]
     steps: tuple[int | None, ...] | None = None
 
@@ -166,7 +167,7 @@ class Sequence(Schedule):
         return out
 
     def to_spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"schedules": [s.to_spec() for s in self.schedules]}
+        spec: dict[str, Any] = {"schedules": [s.to_spec() for s in self.schedules]}  # type: ignore[dict-item]
         # Slots that only repeat the segments' own lengths are left out, so each length is
         # written (and edited) in one place.
         if self.steps != tuple(s.length for s in self.schedules):

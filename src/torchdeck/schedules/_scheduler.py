@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from torchdeck.schedules._base import Schedule
-from torchdeck.schedules._core import Constant
 from torchdeck.schedules._spec import schedule_from_spec
 from torchdeck.train import Callback, TrainState
 
@@ -35,12 +34,11 @@ class Scheduler(Callback):
         self._active = {k: s.fit_to(total_steps) if total_steps else s for k, s in self.schedules.items()}
         self._tables: dict[str, list[float]] = {}
         if optimizer is not None:
-            open_ended = [k for k, s in self._active.items() if s.length is None and not isinstance(s, Constant)]
-            if open_ended:
-                raise ValueError(f"Scheduler: schedule {open_ended[0]!r} has an open length (a null steps or "
-                                 "period spans the run); pass total_steps=... when stepping by hand")
             self._check(optimizer)
-            self._apply(optimizer, 0)
+            try:
+                self._apply(optimizer, 0)
+            except ValueError as e:  # an open length (steps/period null) with nothing to fit it to
+                raise ValueError(f"Scheduler: {e}; or pass total_steps=... when stepping by hand") from None
 
     def _check(self, optimizer: torch.optim.Optimizer) -> None:
         for name in self.schedules:

@@ -7,7 +7,6 @@ from typing import Any, Mapping
 
 from torchdeck._registry import construct
 from torchdeck.schedules._base import SCHEDULES, Schedule
-from torchdeck.schedules._core import Sequence
 
 __all__ = ["schedule_from_spec"]
 
@@ -29,9 +28,14 @@ def schedule_from_spec(spec: Any, *, where: str = "schedule") -> Schedule:
     if not isinstance(kwargs, Mapping):
         raise ValueError(f"{where}.{name}: expected a mapping of arguments, got {kwargs!r}")
     kwargs = dict(kwargs)
-    if cls is Sequence:
-        items = kwargs.get("schedules")
-        if not isinstance(items, (list, tuple)):
-            raise ValueError(f"{where}.sequence.schedules: expected a list of schedules, got {items!r}")
-        kwargs["schedules"] = [schedule_from_spec(s, where=f"{where}.sequence.schedules[{i}]") for i, s in enumerate(items)]
+    for field in cls.nested:
+        if field not in kwargs:
+            continue
+        inner, here = kwargs[field], f"{where}.{name}.{field}"
+        if field == "schedules" and not isinstance(inner, (list, tuple)):
+            raise ValueError(f"{here}: expected a list of schedules, got {inner!r}")
+        if isinstance(inner, (list, tuple)):
+            kwargs[field] = [schedule_from_spec(s, where=f"{here}[{i}]") for i, s in enumerate(inner)]
+        else:
+            kwargs[field] = schedule_from_spec(inner, where=here)
     return construct(where, name, cls, kwargs, [f.name for f in dataclasses.fields(cls)], "argument")

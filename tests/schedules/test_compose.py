@@ -1,0 +1,90 @@
+"""Composite schedules against the hand-composed functions, spec round trips and resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from torchdeck import schedules as S
+
+
+def cos(start: float, end: float, period: int, t: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * min(t, period) / period)) / 2
+
+
+def test_loop_shifted_interpolator_follow_their_definitions():
+    inner = S.CosAnneal(1.0, 0.1, period=10)
+    ts = np.arange(95)
+    np.testing.assert_allclose(S.Loop(inner, 10).values(ts), [cos(1.0, 0.1, 10, t % 10) for t in ts], rtol=1e-12)
+    np.testing.assert_allclose(S.Shifted(inner, 3).values(ts), [cos(1.0, 0.1, 10, t + 3) for t in ts], rtol=1e-12)
+    # Per-epoch linear ramp over 4 epochs of 25 steps each.
+    per_epoch = S.Interpolator(S.Linear(0.0, 1.0, steps=4), rate=25)
+    np.testing.assert_allclose(per_epoch.values(ts), [min(t / 25 / 4, 1.0) for t in ts], rtol=1e-12)
+
+
+def test_arithmetic_and_clamp_are_pointwise():
+    a, b = S.Linear(0.0, 1.0, steps=50), S.CosAnneal(1.0, 0.0, period=50)
+    ts = np.arange(80)
+    np.testing.assert_allclose((0.5 * a + b).values(ts), 0.5 * a.values(ts) + b.values(ts), rtol=1e-12)
+    np.testing.assert_allclose((a * b).values(ts), a.values(ts) * b.values(ts), rtol=1e-12)
+    np.testing.assert_allclose((a + 1e-3).values(ts), a.values(ts) + 1e-3, rtol=1e-12)
+    np.testing.assert_allclose(S.Clamp(b, lo=0.2, hi=0.8).values(ts), np.clip(b.values(ts), 0.2, 0.8), rtol=0)
+
+
+def test_warmup_ramps_to_the_schedules_first_value_then_runs_it():
+    s = S.Warmup(S.CosAnneal(2.0, 0.0, period=20), steps=5, start=0.5)
+    expect = [0.5 + (2.0 - 0.5) * t / 5 if t < 5 else cos(2.0, 0.0, 20, t - 5) for t in range(40)]
+    np.testing.assert_allclose(s.values(np.arange(40)), expect, rtol=1e-12)
+    assert s.length == 25
+    assert S.Warmup(S.CosAnneal(1.0), steps=10).fit_to(110).schedule.period == 100
+
+
+def test_nested_composites_round_trip_through_yaml():
+    s = S.Warmup(S.Loop(S.Sequence([S.Linear(0.0, 1.0, steps=5), S.Exp(1.0, 0.9)]), period=30), steps=4) * 0.5
+    text = yaml.safe_dump(s.to_spec())
+    back = S.schedule_from_spec(yaml.safe_load(text))
+    assert back == s
+    np.testing.assert_array_equal(back.values(np.arange(200)), s.values(np.arange(200)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(stop=st.integers(0, 400), period=st.integers(1, 60))
+def test_resume_from_a_state_dict_equals_the_uninterrupted_run(stop, period):
+    lr = S.Warmup(S.Loop(S.CosAnneal(1e-2, 1e-4, period=period), period), steps=7)
+    param = torch.zeros(1, requires_grad=True)
+
+    def run(n, state=None):
+        opt = torch.optim.SGD([param], lr=1.0)
+        sched = S.Scheduler({"lr": lr}, opt, total_steps=500)
+        if state is not None:
+            sched.load_state_dict(state)
+        seen = []
+        for _ in range(n):
+            seen.append(opt.param_groups[0]["lr"])
+            sched.step()
+        return seen, sched.state_dict()
+
+    whole, _ = run(500)
+    first, state = run(stop)
+    rest, _ = run(500 - stop, state)
+    assert first + rest == whole
+
+
+@pytest.mark.parametrize(("make", "pattern"), [
+    (lambda: S.Loop(S.Constant(1.0), 0), r"^loop: period must be a positive integer, got 0$"),
+    (lambda: S.Shifted(S.Constant(1.0), -2), r"^shifted: offset must be an integer >= 0, got -2$"),
+    (lambda: S.Interpolator(S.Constant(1.0), 0), r"^interpolator: rate must be > 0 \(steps per epoch\), got 0$"),
+    (lambda: S.Clamp(S.Constant(1.0), lo=2.0, hi=1.0), r"^clamp: lo must be <= hi, got lo=2\.0, hi=1\.0$"),
+    (lambda: S.Warmup(S.Constant(1.0), steps=0), r"^warmup: steps must be a positive integer, got 0$"),
+    (lambda: S.Loop(1.0, 5), r"^loop: schedule must be a schedule, got 1\.0$"),
+    (lambda: S.Constant(1.0) + (-1.0), r"^constant: value must be >= 0\.0, got -1\.0$"),
+])
+def test_bad_arguments_name_the_composite_and_the_argument(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
