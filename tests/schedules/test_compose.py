@@ -88,3 +88,34 @@ def test_resume_from_a_state_dict_equals_the_uninterrupted_run(stop, period):
 def test_bad_arguments_name_the_composite_and_the_argument(make, pattern):
     with pytest.raises(ValueError, match=pattern):
         make()
+
+
+def _two_groups() -> torch.optim.Optimizer:
+    return torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)]},
+                            {"params": [torch.zeros(1, requires_grad=True)], "lr": 0.5}], lr=0.1, momentum=0.9)
+
+
+def test_plan_equals_what_the_scheduler_sets_per_group_and_on_resume():
+    schedules = {"lr": [S.Warmup(S.CosAnneal(1e-2, 1e-4), steps=10), S.OneCycle(0.1, total_steps=120)],
+                 "momentum": S.Cyclic(0.85, 0.95, up=15)}
+    opt = _two_groups()
+    planned = S.plan(opt, schedules, 120)
+    assert planned["lr"].shape == (2, 120) and planned["momentum"].shape == (2, 120)
+    assert opt.param_groups[1]["lr"] == 0.5  # planning changed nothing
+    sched = S.Scheduler(schedules, opt, total_steps=120)
+    seen = {"lr": [], "momentum": []}
+    for _ in range(120):
+        for name in seen:
+            seen[name].append([g[name] for g in opt.param_groups])
+        sched.step()
+    for name in seen:
+        np.testing.assert_array_equal(np.array(seen[name]).T, planned[name])
+    resumed = S.plan(opt, schedules, 50, start=70)
+    np.testing.assert_array_equal(resumed["lr"], planned["lr"][:, 70:])
+
+
+def test_per_group_schedules_must_match_the_groups():
+    with pytest.raises(ValueError, match=r"^Scheduler: schedules\.lr has 3 schedules for 2 param groups"):
+        S.Scheduler({"lr": [S.Constant(0.1)] * 3}, _two_groups())
+    with pytest.raises(ValueError, match=r"^plan: steps must be a positive integer, got 0$"):
+        S.plan(_two_groups(), {"lr": S.Constant(0.1)}, 0)
