@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import torchdeck as td
 from torchdeck import optim as O
@@ -84,7 +83,7 @@ def test_build_wires_the_spec_into_the_learner(task):
     assert learner.loaders["train"].batch_size == 100
     assert len(learner.loaders["train"]) == -(-len(task.data.train_idx) // 100)
     schedulers = [cb for cb in learner.callbacks if isinstance(cb, S.Scheduler)]
-    assert len(schedulers) == 1 and schedulers[0].schedules == spec.schedule_objects()
+    assert len(schedulers) == 1 and schedulers[0].schedules == {k: [s] for k, s in spec.schedule_objects().items()}
 
 
 def test_build_loads_weights_from_the_spec(task, tmp_path):

@@ -119,3 +119,15 @@ def test_per_group_schedules_must_match_the_groups():
         S.Scheduler({"lr": [S.Constant(0.1)] * 3}, _two_groups())
     with pytest.raises(ValueError, match=r"^plan: steps must be a positive integer, got 0$"):
         S.plan(_two_groups(), {"lr": S.Constant(0.1)}, 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(total=st.integers(1, 50_000), period=st.integers(1, 5_000), max_points=st.integers(4, 3_000))
+def test_curve_is_bounded_lies_on_the_schedule_and_keeps_its_extremes(total, period, max_points):
+    s = S.Triangle(0.1, 1.0, period)
+    xs, ys = S.curve(s, total, max_points)
+    full = s.values(np.arange(total))
+    assert len(xs) <= max(max_points, 2) and xs[0] == 0 and xs[-1] == total - 1
+    assert np.all(np.diff(xs) > 0)
+    np.testing.assert_array_equal(ys, full[xs])
+    assert ys.min() == full.min() and ys.max() == full.max()

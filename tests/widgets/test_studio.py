@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from torchdeck.spec import Experiment
-from torchdeck.widgets import Studio, schedule_curve
+from torchdeck.schedules import curve
+from torchdeck.widgets import Studio
 
 
 @pytest.fixture
@@ -145,7 +146,7 @@ def test_chain_rules_are_added_before_scale_lr_and_removed(studio):
 def test_schedule_plot_follows_edits_and_the_run_length(studio):
     panel = studio.schedule_panel
     total = studio.state.total_steps()
-    xs, ys = schedule_curve(studio.spec.schedule_objects()["lr"], total)
+    xs, ys = curve(studio.spec.schedule_objects()["lr"], total)
     assert list(panel.figure.data[0].x) == xs.tolist()
     assert panel.figure.data[0].y[0] == pytest.approx(3e-4)
     editor = next(e for e in panel.editors.children if e.description == "lr: linear.start")

@@ -4,13 +4,15 @@ as closed forms), composites, and the Scheduler that applies them."""
 from torchdeck.schedules._base import SCHEDULES, Schedule, register_schedule
 from torchdeck.schedules._compose import Clamp, Interpolator, Loop, Product, Shifted, Sum, Warmup
 from torchdeck.schedules._core import Constant, CosAnneal, Linear, Sequence
+from torchdeck.schedules._curve import curve
 from torchdeck.schedules._jl import Exp, Inv, Poly, Sin, SinDecay2, SinExp, Step, Triangle, TriangleDecay2, TriangleExp
+from torchdeck.schedules._plateau import ReduceOnPlateau
 from torchdeck.schedules._scheduler import Scheduler, plan
 from torchdeck.schedules._spec import schedule_from_spec
 from torchdeck.schedules._torchlike import CosineWarmRestarts, Cyclic, ExpDecay, MultiStep, OneCycle, Polynomial, StepDecay
 
 __all__ = [
-    "SCHEDULES", "Schedule", "register_schedule", "Scheduler", "plan", "schedule_from_spec",
+    "SCHEDULES", "Schedule", "register_schedule", "Scheduler", "ReduceOnPlateau", "plan", "curve", "schedule_from_spec",
     # the first four
     "Constant", "Linear", "CosAnneal", "Sequence",
     # ParameterSchedulers.jl

@@ -88,6 +88,7 @@ class ReduceOnPlateau(Callback):
         self.optimizer = optimizer
         if optimizer is not None:
             self._min_values(optimizer)  # a per-group list must match the groups
+            self._check_hyper(optimizer)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
@@ -113,12 +114,16 @@ class ReduceOnPlateau(Callback):
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
-    def _reduce(self, optimizer: torch.optim.Optimizer) -> None:
-        for i, (group, floor) in enumerate(zip(optimizer.param_groups, self._min_values(optimizer))):
+    def _check_hyper(self, optimizer: torch.optim.Optimizer) -> None:
+        for i, group in enumerate(optimizer.param_groups):
             if self.hyper not in group:
                 allowed = ", ".join(k for k in group if k not in ("params", "param_names"))
                 raise ValueError(f"{_OWNER}: param group {i} has no hyperparameter {self.hyper!r} (hyper); "
                                  f"allowed: {allowed}")
+
+    def _reduce(self, optimizer: torch.optim.Optimizer) -> None:
+        self._check_hyper(optimizer)
+        for group, floor in zip(optimizer.param_groups, self._min_values(optimizer)):
             old = float(group[self.hyper])
             new = max(old * self.factor, floor)
             if old - new > self.eps:

@@ -6,21 +6,12 @@ import copy
 from typing import Any, Iterator
 
 import ipywidgets as W
-import numpy as np
 import plotly.graph_objects as go
 
+from torchdeck.schedules import curve
 from torchdeck.widgets._state import StudioState
 
-__all__ = ["SchedulePanel", "schedule_curve"]
-
-MAX_POINTS = 1000  # a plan of a million steps is drawn from this many samples
-
-
-def schedule_curve(schedule: Any, total: int) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and values of ``schedule`` fitted to a run of ``total`` steps."""
-    steps = np.unique(np.linspace(0, max(total - 1, 0), min(total, MAX_POINTS)).round().astype(np.int64))
-    return steps, schedule.fit_to(max(total, 1)).values(steps)
-
+__all__ = ["SchedulePanel"]
 
 def _numbers(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
     """(path, value) for every number in a schedule spec, e.g. (('sequence', 'schedules', 0, 'linear', 'start'), 3e-4)."""
@@ -44,8 +35,10 @@ def _label(path: tuple) -> str:
 
 
 class SchedulePanel(W.VBox):
-    """One curve per scheduled hyperparameter, over the run the spec plans; every number of
-    every schedule is editable (a tree editor comes with the schedules issue)."""
+    """One curve per scheduled hyperparameter over the run the spec plans (the learning rate on
+    the left axis, others such as momentum on the right; steps below, epochs above). Curves
+    are min/max-thinned to 2000 points, so peaks stay exact on long runs. Every number of
+    every schedule is editable."""
 
     def __init__(self, state: StudioState) -> None:
         self.state = state
@@ -53,7 +46,10 @@ class SchedulePanel(W.VBox):
         # notebook ran, so trace additions sent before the page existed would be lost.
         self.figure = go.FigureWidget(data=self._scatters(), layout=go.Layout(
             height=240, width=460, margin=dict(l=50, r=10, t=30, b=35), title=dict(text="Schedules", font_size=13),
-            xaxis_title="step", yaxis=dict(exponentformat="e"), showlegend=True,
+            xaxis=dict(title="step", range=self._step_range()), yaxis=dict(exponentformat="e", title="lr"),
+            yaxis2=dict(overlaying="y", side="right", showgrid=False),
+            xaxis2=dict(overlaying="x", side="top", title=dict(text="epoch", standoff=0), range=self._epoch_range()),
+            showlegend=True,
             legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom")))
         self.figure.add_class("td-schedule-chart")
         self.editors = W.VBox()
@@ -65,11 +61,22 @@ class SchedulePanel(W.VBox):
 
     def _curves(self) -> list[tuple[str, list, list]]:
         total = self.state.total_steps()
-        return [(name, *(a.tolist() for a in schedule_curve(s, total)))
+        return [(name, *(a.tolist() for a in curve(s, total)))
                 for name, s in self.state.spec.schedule_objects().items()]
 
+    def _step_range(self) -> list[float]:
+        return [0, max(self.state.total_steps() - 1, 1)]
+
+    def _epoch_range(self) -> list[float]:
+        return [0, self._step_range()[1] / self.state.steps_per_epoch()]
+
     def _scatters(self) -> list[go.Scatter]:
-        return [go.Scatter(x=xs, y=ys, mode="lines", name=name) for name, xs, ys in self._curves()]
+        curves = [go.Scatter(x=xs, y=ys, mode="lines", name=name, yaxis="y" if name == "lr" else "y2")
+                  for name, xs, ys in self._curves()]
+        # An invisible trace gives the epoch axis its scale: epoch e sits above step e * steps_per_epoch.
+        epochs = self.state.spec.train.epochs
+        return [*curves, go.Scatter(x=[0, epochs], y=[None, None], xaxis="x2", showlegend=False, hoverinfo="skip",
+                                    name="epochs")]
 
     def set_number(self, name: str, path: tuple, value: Any) -> None:
         schedules = copy.deepcopy(self.state.spec.schedules)
@@ -87,14 +94,16 @@ class SchedulePanel(W.VBox):
             return
         self._shown = key
         total = self.state.total_steps()
-        curves = self._curves()
-        if [t.name for t in self.figure.data] != [c[0] for c in curves]:
+        scatters = self._scatters()
+        if [t.name for t in self.figure.data] != [t.name for t in scatters]:
             self.figure.data = ()
-            for trace in self._scatters():
+            for trace in scatters:
                 self.figure.add_trace(trace)
         with self.figure.batch_update():
-            for trace, (_, xs, ys) in zip(self.figure.data, curves):
-                trace.x, trace.y = xs, ys
+            for trace, new in zip(self.figure.data, scatters):
+                trace.x, trace.y = new.x, new.y
+            self.figure.layout.xaxis.range = self._step_range()
+            self.figure.layout.xaxis2.range = self._epoch_range()
         self.summary.value = f"{total} steps ({spec.train.epochs} epochs × {self.state.steps_per_epoch()} steps)"
         self.editors.children = [self._editor(name, path, value) for name, tree in spec.schedules.items()
                                  for path, value in _numbers(tree)]
