@@ -81,6 +81,18 @@ def main() -> None:
     print(f"  torch scheduler.step() + lr read   {torch_step * 1e6:8.2f} us")
     print(f"scheduler_step: ratio {ours_step / torch_step:.3f} vs torch scheduler.step()")
 
+    # The Studio's schedule plot: redraw after an edit, for a run of ~100 000 steps (the
+    # kernel side: plan, thin to 2000 points, update the figure; no browser here).
+    from torchdeck.spec import Experiment
+    from torchdeck.widgets import StudioState
+    from torchdeck.widgets._schedule_panel import SchedulePanel
+
+    state = StudioState(Experiment().with_changes(**{"train.epochs": 4348}))  # 23 steps an epoch
+    panel = SchedulePanel(state)
+    redraw = best(lambda: panel.refresh(force=True), 5)
+    print(f"  schedule plot redraw, {state.total_steps():,} steps {redraw * 1e3:8.1f} ms")
+    print(f"schedule_plot_redraw: ratio {redraw / 0.050:.3f} vs the 50 ms goal")
+
 
 if __name__ == "__main__":
     main()
