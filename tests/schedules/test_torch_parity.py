@@ -153,3 +153,37 @@ def test_errors_name_schedule_argument_and_value(make, pattern):
 def test_spec_errors_name_the_place():
     with pytest.raises(ValueError, match=r"^schedule\.cyclic: mode must be one of"):
         schedule_from_spec({"cyclic": {"low": 0.1, "high": 1.0, "up": 3, "mode": "sawtooth"}})
+
+
+def _torch_lrs(make_scheduler, start: float, n: int) -> np.ndarray:
+    opt = torch.optim.SGD([torch.zeros(1, dtype=torch.float64, requires_grad=True)], lr=start)
+    sched = make_scheduler(opt)
+    lrs = []
+    for _ in range(n):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(lrs)
+
+
+def test_constant_factor_matches_torch_constant_lr():
+    from torchdeck import schedules as S
+
+    ours = S.Sequence([S.Constant(0.1 * 0.25, steps=40), S.Constant(0.1)])
+    theirs = _torch_lrs(lambda o: torch.optim.lr_scheduler.ConstantLR(o, factor=0.25, total_iters=40), 0.1, 10_000)
+    np.testing.assert_allclose(ours.values(np.arange(10_000)), theirs, rtol=1e-12)
+
+
+def test_sequence_matches_torch_sequential_lr():
+    from torchdeck import schedules as S
+
+    warm, gamma = 100, 0.999
+    ours = S.Sequence([S.Linear(0.1 * 0.1, 0.1, steps=warm), S.ExpDecay(0.1, gamma)])
+
+    def make(o):
+        return torch.optim.lr_scheduler.SequentialLR(o, [
+            torch.optim.lr_scheduler.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=warm),
+            torch.optim.lr_scheduler.ExponentialLR(o, gamma=gamma)], milestones=[warm])
+
+    # torch multiplies the previous lr each step, so rounding builds up: 1e-12 still holds here.
+    np.testing.assert_allclose(ours.values(np.arange(10_000)), _torch_lrs(make, 0.1, 10_000), rtol=1e-12)
