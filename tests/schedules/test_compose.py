@@ -131,3 +131,29 @@ def test_curve_is_bounded_lies_on_the_schedule_and_keeps_its_extremes(total, per
     assert np.all(np.diff(xs) > 0)
     np.testing.assert_array_equal(ys, full[xs])
     assert ys.min() == full.min() and ys.max() == full.max()
+
+
+def test_torch_lr_is_a_real_lr_scheduler_that_matches_torch_and_resumes():
+    def lrs(make, n, state=None):
+        opt = torch.optim.SGD([torch.zeros(1, dtype=torch.float64, requires_grad=True)], lr=0.1)
+        sched = make(opt)
+        if state is not None:  # torch's resume: the optimiser's state (its lr) and the scheduler's
+            opt.load_state_dict(state[0])
+            sched.load_state_dict(state[1])
+        seen = []
+        for _ in range(n):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return seen, (opt.state_dict(), sched.state_dict())
+
+    ours = lambda opt: S.TorchLR(opt, S.CosAnneal(0.1, 1e-3, period=500))  # noqa: E731
+    theirs = lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=500, eta_min=1e-3)  # noqa: E731
+    assert isinstance(ours(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)),
+                      torch.optim.lr_scheduler.LRScheduler)
+    np.testing.assert_allclose(lrs(ours, 500)[0], lrs(theirs, 500)[0], rtol=1e-10)
+    whole, _ = lrs(ours, 400)
+    first, state = lrs(ours, 150)
+    assert first + lrs(ours, 250, state)[0] == whole
+    with pytest.raises(ValueError, match=r"^TorchLR: cos_anneal: period is null.*total_steps"):
+        S.TorchLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), S.CosAnneal(0.1))

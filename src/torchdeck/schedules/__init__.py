@@ -9,10 +9,11 @@ from torchdeck.schedules._jl import Exp, Inv, Poly, Sin, SinDecay2, SinExp, Step
 from torchdeck.schedules._plateau import ReduceOnPlateau
 from torchdeck.schedules._scheduler import Scheduler, plan
 from torchdeck.schedules._spec import schedule_from_spec
+from torchdeck.schedules._torch_adapter import TorchLR
 from torchdeck.schedules._torchlike import CosineWarmRestarts, Cyclic, ExpDecay, MultiStep, OneCycle, Polynomial, StepDecay
 
 __all__ = [
-    "SCHEDULES", "Schedule", "register_schedule", "Scheduler", "ReduceOnPlateau", "plan", "curve", "schedule_from_spec",
+    "SCHEDULES", "Schedule", "register_schedule", "Scheduler", "TorchLR", "ReduceOnPlateau", "plan", "curve", "schedule_from_spec",
     # the first four
     "Constant", "Linear", "CosAnneal", "Sequence",
     # ParameterSchedulers.jl
