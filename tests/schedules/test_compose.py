@@ -157,3 +157,19 @@ def test_torch_lr_is_a_real_lr_scheduler_that_matches_torch_and_resumes():
     assert first + lrs(ours, 250, state)[0] == whole
     with pytest.raises(ValueError, match=r"^TorchLR: cos_anneal: period is null.*total_steps"):
         S.TorchLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), S.CosAnneal(0.1))
+
+
+def test_per_epoch_scheduling_changes_values_only_at_epoch_boundaries():
+    from torchdeck.train import Learner
+
+    x, y = torch.randn(40, 3), torch.randint(0, 2, (40,))
+    loaders = {"train": [(x[i:i + 10], y[i:i + 10]) for i in range(0, 40, 10)], "valid": [(x, y)]}
+    lr = S.StepDecay(0.1, step_size=2, gamma=0.5)
+    model = torch.nn.Linear(3, 2)
+    learner = Learner(model, loaders, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=1.0),
+                      callbacks=[S.Scheduler({"lr": lr}, per="epoch")])
+    learner.fit(5)
+    expect = [lr(epoch) for epoch in range(5) for _ in range(4)]
+    assert learner.history.lrs == pytest.approx(expect, rel=1e-12)
+    with pytest.raises(ValueError, match=r"^Scheduler: per must be 'step' or 'epoch', got 'batch'$"):
+        S.Scheduler({"lr": lr}, per="batch")

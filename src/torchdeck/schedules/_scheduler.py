@@ -22,7 +22,9 @@ class Scheduler(Callback):
     with one schedule per param group (``{"lr": [backbone_lr, head_lr]}``).
 
     As a Learner callback it sets them before each training step from the global step,
-    after fitting open-ended schedules (``period: null``) to the run's length. Used by hand
+    after fitting open-ended schedules (``period: null``) to the run's length. With
+    ``per="epoch"`` the schedules count epochs instead (t = steps done // steps per epoch),
+    so values change only at epoch boundaries, as torch's epoch-stepped schedulers do. Used by hand
     with any torch optimiser, call :meth:`step` after each ``optimizer.step()``, like torch's
     LR schedulers; ``state_dict``/``load_state_dict`` carry the position for resuming.
     """
@@ -31,10 +33,14 @@ class Scheduler(Callback):
     writes = ("optimizer",)
 
     def __init__(self, schedules: Mapping[str, Any], optimizer: torch.optim.Optimizer | None = None,
-                 *, total_steps: int | None = None) -> None:
+                 *, total_steps: int | None = None, per: str = "step") -> None:
+        if per not in ("step", "epoch"):
+            raise ValueError(f"Scheduler: per must be 'step' or 'epoch', got {per!r}")
+        self.per = per
         self.schedules = {k: _per_group(k, v) for k, v in schedules.items()}
         self.optimizer = optimizer
         self.t = 0
+        self._per_epoch = 1
         self._fit(total_steps)
         if optimizer is not None:
             self._check(optimizer)
@@ -71,12 +77,16 @@ class Scheduler(Callback):
     # -- as a Learner callback -----------------------------------------------------------------
     def fit_begin(self, state: TrainState) -> None:
         self._check(state.optimizer)
-        # Open-ended schedules span this fit: steps already done plus the steps planned.
-        self._fit(max(state.step + state.epochs * state.batches.get("train", 0), 1))
+        # Open-ended schedules span this fit: steps (or epochs) already done plus those planned.
+        per_epoch = max(state.batches.get("train", 0), 1)
+        done = state.step // per_epoch if self.per == "epoch" else state.step
+        self._fit(max(done + state.epochs * (1 if self.per == "epoch" else per_epoch), 1))
+        self._per_epoch = per_epoch
 
     def step_begin(self, state: TrainState) -> None:
         if state.phase.training:
-            self._apply(state.optimizer, state.step)
+            t = state.step // self._per_epoch if self.per == "epoch" else state.step
+            self._apply(state.optimizer, t)
 
     # -- by hand, like torch.optim.lr_scheduler --------------------------------------------------
     def step(self) -> None:
