@@ -5,7 +5,7 @@ of the step, so any nesting resumes exactly: there is no position to restore."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -95,48 +95,43 @@ class Interpolator(Schedule):
         return self.schedule.values(_steps(ts) / self.rate)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Pointwise(Schedule):
+    """Schedules combined value by value with ``reduce`` (a numpy reduction over axis 0)."""
+
+    nested = ("schedules",)
+    reduce: ClassVar[Callable[..., np.ndarray]]
+    schedules: tuple[Schedule, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schedules", tuple(self.schedules))
+        for i, s in enumerate(self.schedules):
+            _check_schedule(self.name, f"schedules[{i}]", s)
+
+    def fit_to(self, total: int) -> "_Pointwise":
+        return type(self)(tuple(s.fit_to(total) for s in self.schedules))
+
+    def values(self, ts):
+        ts = _steps(ts)
+        return type(self).reduce([s.values(ts) for s in self.schedules], axis=0)
+
+
 @register_schedule
 @dataclasses.dataclass(frozen=True)
-class Sum(Schedule):
+class Sum(_Pointwise):
     """The pointwise sum of schedules (``s1 + s2``, ``s + 1e-5``)."""
 
     name = "sum"
-    nested = ("schedules",)
-    schedules: tuple[Schedule, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "schedules", tuple(self.schedules))
-        for i, s in enumerate(self.schedules):
-            _check_schedule(self.name, f"schedules[{i}]", s)
-
-    def fit_to(self, total: int) -> "Sum":
-        return Sum(tuple(s.fit_to(total) for s in self.schedules))
-
-    def values(self, ts):
-        ts = _steps(ts)
-        return np.sum([s.values(ts) for s in self.schedules], axis=0)
+    reduce = np.sum
 
 
 @register_schedule
 @dataclasses.dataclass(frozen=True)
-class Product(Schedule):
+class Product(_Pointwise):
     """The pointwise product of schedules (``0.5 * s``, ``s1 * s2``)."""
 
     name = "product"
-    nested = ("schedules",)
-    schedules: tuple[Schedule, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "schedules", tuple(self.schedules))
-        for i, s in enumerate(self.schedules):
-            _check_schedule(self.name, f"schedules[{i}]", s)
-
-    def fit_to(self, total: int) -> "Product":
-        return Product(tuple(s.fit_to(total) for s in self.schedules))
-
-    def values(self, ts):
-        ts = _steps(ts)
-        return np.prod([s.values(ts) for s in self.schedules], axis=0)
+    reduce = np.prod
 
 
 @register_schedule
