@@ -13,24 +13,13 @@ from hypothesis import strategies as st
 from torchdeck import optim as O
 from torchdeck import schedules as S
 
-
-def _torch_lrs(make_scheduler, start: float, steps: int) -> list[float]:
-    """The lr torch's scheduler sets before each of ``steps`` optimiser steps."""
-    p = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([p], lr=start)
-    sched = make_scheduler(opt)
-    out = []
-    for _ in range(steps):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
+from ._helpers import torch_lrs
 
 
 @pytest.mark.parametrize(("start", "end", "period"), [(1e-2, 1e-5, 100), (3e-3, 0.0, 7), (0.5, 0.1, 1), (1.0, 1.0, 10)])
 def test_cos_anneal_matches_torch_cosine_annealing_lr(start, end, period):
     s = S.CosAnneal(start, end, period=period)
-    ref = _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=period, eta_min=end), start, period + 1)
+    ref = torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=period, eta_min=end), start, period + 1)
     ours = [s(t) for t in range(period + 1)]
     np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=0)
     assert ours[0] == start and ours[-1] == pytest.approx(end, abs=1e-15)
@@ -48,7 +37,7 @@ def test_cos_anneal_stays_at_end_or_restarts():
 def test_linear_matches_torch_linear_lr(start_factor, end_factor, steps):
     base = 3e-3
     s = S.Linear(base * start_factor, base * end_factor, steps=steps)
-    ref = _torch_lrs(lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor, end_factor, total_iters=steps),
+    ref = torch_lrs(lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor, end_factor, total_iters=steps),
                      base, steps + 5)
     np.testing.assert_allclose([s(t) for t in range(steps + 5)], ref, rtol=1e-10, atol=0)
 
@@ -255,7 +244,7 @@ def test_scheduler_by_hand_with_a_torch_optimizer_and_resume():
         sched2.step()
         assert opt2.param_groups[0]["lr"] == lr(t)
     # matches torch's own scheduler over the period
-    ref = _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=20, eta_min=0.001), 0.1, 21)
+    ref = torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=20, eta_min=0.001), 0.1, 21)
     np.testing.assert_allclose([lr(t) for t in range(21)], ref, rtol=1e-10)
 
 

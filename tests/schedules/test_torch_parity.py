@@ -8,24 +8,13 @@ import torch
 
 import torchdeck.schedules._torchlike  # noqa: F401  (registers the names)
 from torchdeck.schedules._spec import schedule_from_spec
+
+from ._helpers import torch_lrs
 from torchdeck.schedules._torchlike import (CosineWarmRestarts, Cyclic, ExpDecay, MultiStep, OneCycle, Polynomial,
                                             StepDecay)
 
 LR = torch.optim.lr_scheduler
 N = 10_000
-
-
-def _torch_lrs(make_scheduler, start: float, steps: int) -> np.ndarray:
-    """The lr torch's scheduler has set before each of ``steps`` optimiser steps."""
-    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.SGD([p], lr=start)
-    sched = make_scheduler(opt)
-    out = []
-    for _ in range(steps):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return np.asarray(out)
 
 
 # (ours, torch scheduler factory, torch's starting lr, steps, rtol). CyclicLR, OneCycleLR and
@@ -74,7 +63,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_torch(case):
     ours, make, start, steps, rtol = CASES[case]
-    ref = _torch_lrs(make, start, steps)
+    ref = torch_lrs(make, start, steps)
     np.testing.assert_allclose(ours.values(np.arange(steps)), ref, rtol=rtol, atol=0)
 
 
@@ -155,22 +144,11 @@ def test_spec_errors_name_the_place():
         schedule_from_spec({"cyclic": {"low": 0.1, "high": 1.0, "up": 3, "mode": "sawtooth"}})
 
 
-def _torch_lrs(make_scheduler, start: float, n: int) -> np.ndarray:
-    opt = torch.optim.SGD([torch.zeros(1, dtype=torch.float64, requires_grad=True)], lr=start)
-    sched = make_scheduler(opt)
-    lrs = []
-    for _ in range(n):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return np.array(lrs)
-
-
 def test_constant_factor_matches_torch_constant_lr():
     from torchdeck import schedules as S
 
     ours = S.Sequence([S.Constant(0.1 * 0.25, steps=40), S.Constant(0.1)])
-    theirs = _torch_lrs(lambda o: torch.optim.lr_scheduler.ConstantLR(o, factor=0.25, total_iters=40), 0.1, 10_000)
+    theirs = torch_lrs(lambda o: torch.optim.lr_scheduler.ConstantLR(o, factor=0.25, total_iters=40), 0.1, 10_000)
     np.testing.assert_allclose(ours.values(np.arange(10_000)), theirs, rtol=1e-12)
 
 
@@ -186,4 +164,4 @@ def test_sequence_matches_torch_sequential_lr():
             torch.optim.lr_scheduler.ExponentialLR(o, gamma=gamma)], milestones=[warm])
 
     # torch multiplies the previous lr each step, so rounding builds up: 1e-12 still holds here.
-    np.testing.assert_allclose(ours.values(np.arange(10_000)), _torch_lrs(make, 0.1, 10_000), rtol=1e-12)
+    np.testing.assert_allclose(ours.values(np.arange(10_000)), torch_lrs(make, 0.1, 10_000), rtol=1e-12)

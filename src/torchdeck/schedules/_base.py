@@ -15,7 +15,7 @@ import numpy as np
 
 from torchdeck._registry import Registry
 
-__all__ = ["Schedule", "SCHEDULES", "register_schedule", "check_number", "check_steps"]
+__all__ = ["Schedule", "SCHEDULES", "register_schedule", "check_number", "check_steps", "check_flag"]
 
 SCHEDULES = Registry("schedule")
 
@@ -39,6 +39,12 @@ def check_number(owner: str, field: str, value: Any, *, minimum: float | None = 
     if minimum is not None and value < minimum:
         raise ValueError(f"{owner}: {field} must be >= {minimum}, got {value!r}")
     return float(value)
+
+
+def check_flag(owner: str, field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}: {field} must be true or false, got {value!r}")
+    return value
 
 
 def check_steps(owner: str, field: str, value: Any, *, allow_none: bool = True) -> int | None:

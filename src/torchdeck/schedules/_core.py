@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from torchdeck.schedules._base import Schedule, check_number, check_steps, register_schedule
+from torchdeck.schedules._base import Schedule, check_flag, check_number, check_steps, register_schedule
 
 __all__ = ["Constant", "Linear", "CosAnneal", "Sequence"]
 
@@ -92,8 +92,7 @@ class CosAnneal(Schedule):
         object.__setattr__(self, "start", check_number(self.name, "start", self.start))
         object.__setattr__(self, "end", check_number(self.name, "end", self.end))
         check_steps(self.name, "period", self.period)
-        if not isinstance(self.restart, bool):
-            raise ValueError(f"{self.name}: restart must be true or false, got {self.restart!r}")
+        check_flag(self.name, "restart", self.restart)
 
     @property
     def length(self) -> int | None:

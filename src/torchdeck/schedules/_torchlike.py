@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from torchdeck.schedules._base import Schedule, check_number, check_steps, register_schedule
+from torchdeck.schedules._base import Schedule, check_flag, check_number, check_steps, register_schedule
 from torchdeck.schedules._core import _steps
 
 __all__ = ["StepDecay", "MultiStep", "ExpDecay", "Polynomial", "CosineWarmRestarts", "Cyclic", "OneCycle"]
@@ -30,12 +30,6 @@ def _positive(owner: str, field: str, value: Any) -> float:
 def _choice(owner: str, field: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{owner}: {field} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
-def _flag(owner: str, field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{owner}: {field} must be true or false, got {value!r}")
     return value
 
 
@@ -247,7 +241,7 @@ class OneCycle(Schedule):
         _choice(self.name, "anneal", self.anneal, ("cos", "linear"))
         object.__setattr__(self, "div_factor", _positive(self.name, "div_factor", self.div_factor))
         object.__setattr__(self, "final_div_factor", _positive(self.name, "final_div_factor", self.final_div_factor))
-        _flag(self.name, "three_phase", self.three_phase)
+        check_flag(self.name, "three_phase", self.three_phase)
         # torch divides by each phase's width; a warm-up ending at step 0 would divide by 0.
         if p * self.total_steps <= 1:
             raise ValueError(f"{self.name}: pct_start * total_steps must be > 1 (a warm-up of more than one step), "
