@@ -9,6 +9,10 @@ A rule is a frozen dataclass of hyperparameters with two functions over lists of
 
 ``update`` is the pure twin (inputs untouched, new state returned). Updates are descent
 directions, as in Optimisers.jl: the optimiser *subtracts* them from the parameters.
+
+A rule may return ``None`` instead of the updates to mean "no update this call" (gradient
+accumulation between its n-th calls, a skipped non-finite step): a chain then stops there,
+leaving the states of the rules after it untouched, and the optimiser leaves the parameters.
 """
 
 from __future__ import annotations
@@ -97,6 +101,10 @@ class Rule:
         """Pure update: ``updates``, ``state`` and ``params`` are left untouched."""
         with torch.no_grad():
             return self.update_([u.clone() for u in updates], tree_map(torch.clone, state), params)
+
+    # A rule that can return ``None`` updates says so, so callers that cannot skip (a fused
+    # lowering, a plot) can refuse it early.
+    may_skip: ClassVar[bool] = False
 
     # -- hyperparameters ----------------------------------------------------------------
     def hyper(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class Chain(Rule):
             flat.extend(r.rules if isinstance(r, Chain) else (r,))
         object.__setattr__(self, "rules", tuple(flat))
         object.__setattr__(self, "_keys", _hyper_keys(self.rules))
+        object.__setattr__(self, "may_skip", any(r.may_skip for r in self.rules))
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("a chain is immutable; use .replace(...) or optim.adjust")
@@ -45,10 +46,11 @@ class Chain(Rule):
         return tuple(r.init(params) for r in self.rules)
 
     def update_(self, updates, state, params):
-        new_states = []
-        for rule, s in zip(self.rules, state):
-            updates, s = rule.update_(updates, s, params)
-            new_states.append(s)
+        new_states = list(state)
+        for i, rule in enumerate(self.rules):
+            updates, new_states[i] = rule.update_(updates, state[i], params)
+            if updates is None:  # skipped: the rules after this one keep their state
+                break
         return updates, tuple(new_states)
 
     def hyper(self) -> dict[str, Any]:
@@ -68,6 +70,7 @@ class Chain(Rule):
         new = object.__new__(Chain)
         object.__setattr__(new, "rules", rules)
         object.__setattr__(new, "_keys", self._keys)
+        object.__setattr__(new, "may_skip", self.may_skip)
         return new
 
     def to_spec(self) -> dict[str, Any]:

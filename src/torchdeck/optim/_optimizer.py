@@ -8,6 +8,7 @@ import torch
 
 from torchdeck._tree import tree_leaves, tree_unflatten
 from torchdeck.optim._base import Rule
+from torchdeck.optim._lowering import lowering_for
 
 __all__ = ["Optimizer", "adjust"]
 
@@ -84,11 +85,16 @@ class Optimizer(torch.optim.Optimizer):
             if len(keep) != len(all_params):
                 # Parameters without a gradient are skipped and their state left as it is.
                 state = _select(state, keep, len(all_params))
+            lowered = lowering_for(rule)
+            if lowered is not None:  # a fused/foreach kernel does the whole update in place
+                lowered(params, [p.grad for p in params], state)
+                continue
             updates = self._update_buffers(i, keep, params)
             updates, new_state = rule.update_(updates, state, params)
             if len(keep) == len(all_params):
                 self._rule_states[i] = new_state
-            torch._foreach_sub_(params, updates)
+            if updates is not None:  # None: the rule skipped this step (accumulating, non-finite)
+                torch._foreach_sub_(params, updates)
         return loss
 
     def _update_buffers(self, i: int, keep: list[int], params: list[torch.Tensor]) -> list[torch.Tensor]:
