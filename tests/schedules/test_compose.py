@@ -121,6 +121,37 @@ def test_per_group_schedules_must_match_the_groups():
         S.plan(_two_groups(), {"lr": S.Constant(0.1)}, 0)
 
 
+def _named_groups() -> torch.optim.Optimizer:
+    return torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "name": "backbone"},
+                            {"params": [torch.zeros(1, requires_grad=True)], "name": "head"}], lr=0.1)
+
+
+def test_schedules_by_group_name_follow_the_group_whatever_its_position():
+    backbone, head = S.Linear(0.0, 1e-3, steps=20), S.CosAnneal(1e-2, 0.0, period=20)
+    opt = _named_groups()
+    # Given in the other order than the groups: the names decide.
+    sched = S.Scheduler({"lr": {"head": head, "backbone": {"linear": {"start": 0.0, "end": 1e-3, "steps": 20}}}}, opt)
+    got = []
+    for _ in range(20):
+        got.append([g["lr"] for g in opt.param_groups])
+        sched.step()
+    ts = np.arange(20)
+    np.testing.assert_array_equal(np.array(got).T, np.stack([backbone.values(ts), head.values(ts)]))
+    planned = S.plan(_named_groups(), {"lr": {"backbone": backbone, "head": head}}, 20)
+    np.testing.assert_array_equal(planned["lr"], np.array(got).T)
+    # A one-key mapping naming a schedule type is a schedule, not a group.
+    assert isinstance(S.Scheduler({"lr": {"constant": {"value": 0.1}}}).schedules["lr"], list)
+
+
+def test_schedules_by_group_name_refuse_unknown_and_missing_groups():
+    with pytest.raises(ValueError, match=r"^Scheduler: schedules\.lr: no param group named 'neck'; groups: 'backbone', 'head'$"):
+        S.Scheduler({"lr": {"neck": 0.1, "head": 0.2}}, _named_groups())
+    with pytest.raises(ValueError, match=r"^Scheduler: schedules\.lr: no schedule for param group 'head'"):
+        S.Scheduler({"lr": {"backbone": 0.1}}, _named_groups())
+    with pytest.raises(ValueError, match=r"no param group named 'body'; groups: none \(name groups with optim\.partition\)"):
+        S.Scheduler({"lr": {"head": 0.1, "body": 0.2}}, _two_groups())
+
+
 @settings(max_examples=25, deadline=None)
 @given(total=st.integers(1, 50_000), period=st.integers(1, 5_000), max_points=st.integers(4, 3_000))
 def test_curve_is_bounded_lies_on_the_schedule_and_keeps_its_extremes(total, period, max_points):

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from torchdeck.schedules._base import Schedule
+from torchdeck.schedules._base import SCHEDULES, Schedule
 from torchdeck.schedules._spec import schedule_from_spec
 from torchdeck.train import Callback, TrainState
 
@@ -41,7 +41,9 @@ class Scheduler(Callback):
         self.optimizer = optimizer
         self.t = 0
         self._per_epoch = 1
-        self._fit(total_steps)
+        self._total = total_steps
+        self._active: dict[str, list[Schedule]] = {}
+        self._tables: dict[str, list[list[float]]] = {}
         if optimizer is not None:
             self._check(optimizer)
             try:
@@ -50,21 +52,24 @@ class Scheduler(Callback):
                 raise ValueError(f"Scheduler: {e}; or pass total_steps=... when stepping by hand") from None
 
     def _fit(self, total: int | None) -> None:
-        self._active = {k: [s.fit_to(total) if total else s for s in ss] for k, ss in self.schedules.items()}
+        self._total = total
+        self._active = {k: [s.fit_to(total) if total else s for s in ss] for k, ss in self._lists.items()}
         # With a known length, every value in one vectorised call; a step then costs a lookup.
         self._tables = {k: [s.values(np.arange(total)).tolist() for s in ss] for k, ss in self._active.items()} \
             if total else {}
 
     def _check(self, optimizer: Any) -> None:
+        """Match the schedules to the optimiser's param groups (by position or by name), then fit."""
         groups = optimizer.param_groups
-        for name, scheds in self.schedules.items():
-            if len(scheds) > 1 and len(scheds) != len(groups):
-                raise ValueError(f"Scheduler: schedules.{name} has {len(scheds)} schedules for "
-                                 f"{len(groups)} param groups; give one, or one per group")
+        self._lists = {name: _resolve(f"Scheduler: schedules.{name}", scheds, groups)
+                       for name, scheds in self.schedules.items()}
+        for name in self.schedules:
             for i, group in enumerate(groups):
                 if name not in group:
-                    allowed = ", ".join(k for k in group if k != "params")
-                    raise ValueError(f"Scheduler: param group {i} has no hyperparameter {name!r}; allowed: {allowed}")
+                    allowed = ", ".join(k for k in group if k not in ("params", "name", "param_names"))
+                    raise ValueError(f"Scheduler: param group {_group_label(group, i)} has no hyperparameter "
+                                     f"{name!r}; allowed: {allowed}")
+        self._fit(self._total)
 
     def _apply(self, optimizer: Any, t: int) -> None:
         for name, scheds in self._active.items():
@@ -108,15 +113,43 @@ class Scheduler(Callback):
             self._apply(self.optimizer, self.t)
 
     def __repr__(self) -> str:
-        return f"Scheduler({', '.join(f'{k}={[str(x) for x in s]}' for k, s in self.schedules.items())})"
+        def show(s: Any) -> Any:
+            return {g: str(x) for g, x in s.items()} if isinstance(s, dict) else [str(x) for x in s]
+        return f"Scheduler({', '.join(f'{k}={show(s)}' for k, s in self.schedules.items())})"
 
 
-def _per_group(name: str, spec: Any) -> list[Schedule]:
+def _per_group(name: str, spec: Any) -> list[Schedule] | dict[str, Schedule]:
+    """One schedule for every group, a list with one per group, or ``{group name: schedule}``
+    (groups named by ``optim.partition``). A mapping whose one key is a schedule type is a
+    schedule, not a group name."""
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise ValueError(f"schedules.{name}: an empty list; give a schedule, or one per param group")
         return [schedule_from_spec(x, where=f"schedules.{name}[{i}]") for i, x in enumerate(spec)]
+    if isinstance(spec, Mapping) and spec and not (len(spec) == 1 and next(iter(spec)) in SCHEDULES):
+        return {str(g): schedule_from_spec(x, where=f"schedules.{name}[{g!r}]") for g, x in spec.items()}
     return [schedule_from_spec(spec, where=f"schedules.{name}")]
+
+
+def _group_label(group: Mapping[str, Any], i: int) -> str:
+    return f"{i} ({group['name']!r})" if "name" in group else str(i)
+
+
+def _resolve(where: str, scheds: list[Schedule] | dict[str, Schedule], groups: list[dict]) -> list[Schedule]:
+    """The schedules in param-group order: one for all, one per group, or looked up by name."""
+    if isinstance(scheds, dict):
+        names = [g.get("name") for g in groups]
+        unknown = sorted(set(scheds) - set(names))
+        if unknown:
+            known = ", ".join(repr(n) for n in names if n is not None) or "none (name groups with optim.partition)"
+            raise ValueError(f"{where}: no param group named {unknown[0]!r}; groups: {known}")
+        missing = [n for n in names if n not in scheds]
+        if missing:
+            raise ValueError(f"{where}: no schedule for param group {missing[0]!r}; give one per group name")
+        return [scheds[n] for n in names]
+    if len(scheds) > 1 and len(scheds) != len(groups):
+        raise ValueError(f"{where} has {len(scheds)} schedules for {len(groups)} param groups; give one, or one per group")
+    return list(scheds)
 
 
 def plan(optimizer: Any, schedules: Mapping[str, Any], steps: int, *, start: int = 0) -> dict[str, np.ndarray]:

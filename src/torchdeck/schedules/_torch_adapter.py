@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from torchdeck.schedules._scheduler import _per_group
+from torchdeck.schedules._scheduler import _per_group, _resolve
 
 __all__ = ["TorchLR"]
 
@@ -22,11 +22,8 @@ class TorchLR(torch.optim.lr_scheduler.LRScheduler):
 
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: Any, *, total_steps: int | None = None,
                  last_epoch: int = -1) -> None:
-        scheds = _per_group("lr", schedule)
+        scheds = _resolve("TorchLR: schedule", _per_group("lr", schedule), optimizer.param_groups)
         self.schedules = [s.fit_to(total_steps) if total_steps else s for s in scheds]
-        if len(self.schedules) > 1 and len(self.schedules) != len(optimizer.param_groups):
-            raise ValueError(f"TorchLR: {len(self.schedules)} schedules for {len(optimizer.param_groups)} "
-                             "param groups; give one, or one per group")
         try:
             self.schedules[0](0)
         except ValueError as e:
