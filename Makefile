@@ -10,9 +10,11 @@ PYTEST_ARGS ?=
 
 VENV_PY := $(VENV)/bin/python
 VENV_PIP := $(VENV)/bin/pip
-REQS := requirements/base.txt requirements/ui.txt requirements/test.txt requirements/bench.txt
+REQS := requirements/base.txt requirements/ui.txt requirements/test.txt
 # Re-install only when a pin or the package metadata changes; a second `make test` does no pip work.
 STAMP := $(VENV)/.torchdeck-bootstrap.stamp
+# The benchmarks' peers (fastai, lightning, albumentations, kornia) are only for `make bench`.
+BENCH_STAMP := $(VENV)/.torchdeck-bench.stamp
 
 .PHONY: studio test bench lab bootstrap chromium
 
@@ -27,7 +29,7 @@ test: bootstrap chromium
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 # Runs every benchmarks/*.py (except _helpers.py); runs them all, then fails if any failed.
-bench: bootstrap
+bench: bootstrap $(BENCH_STAMP)
 	@shopt -s nullglob; failed=0; ran=0; \
 	for f in benchmarks/*.py; do \
 	  case "$$(basename "$$f")" in _*) continue;; esac; \
@@ -47,6 +49,10 @@ $(STAMP): $(REQS) requirements/lock.txt pyproject.toml | $(VENV_PY)
 	$(VENV_PIP) install --upgrade -c requirements/lock.txt pip setuptools
 	$(VENV_PIP) install -c requirements/lock.txt $(addprefix -r ,$(REQS))
 	$(VENV_PIP) install --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(BENCH_STAMP): requirements/bench.txt requirements/lock.txt $(STAMP)
+	$(VENV_PIP) install -c requirements/lock.txt -r requirements/bench.txt
 	@touch $@
 
 # Browser tests drive Debian's chromium (apt package `chromium`) through playwright;
