@@ -1,6 +1,18 @@
-"""Learning tasks (DLPipelines.jl): blocks, encodings, heads, losses, metrics, and their registry."""
+"""Learning tasks (DLPipelines.jl): blocks, encodings, heads, losses, metrics, and their registry.
 
-from torchdeck.tasks._base import TASKS, Grid, Task, available, get, register_task
+``tasks.get(name)`` finds a task class, ``tasks.list()`` names them all, ``tasks.check(task)``
+runs the interface test every task passes.
+"""
+
+from torchdeck.tasks._base import TASKS, Grid, Task, TextTable, available, get, register_task
+from torchdeck.tasks._check import STEPS, CheckReport, TaskCheckError, check
 from torchdeck.tasks._classification import ImageClassification
+from torchdeck.tasks._tabular import Rescale, TabularClassification, TabularRegression, tabular_backbones
 
-__all__ = ["TASKS", "Grid", "Task", "available", "get", "register_task", "ImageClassification"]
+# ``tasks.list()`` reads as the catalogue it is; it shadows the builtin only inside this
+# package's namespace, which holds no code.
+list = available  # noqa: A001
+
+__all__ = ["TASKS", "Grid", "Task", "TextTable", "available", "get", "list", "register_task", "STEPS",
+           "CheckReport", "TaskCheckError", "check", "ImageClassification", "Rescale", "TabularClassification",
+           "TabularRegression", "tabular_backbones"]

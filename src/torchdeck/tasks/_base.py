@@ -2,21 +2,28 @@
 
 A task knows its blocks (input and target kinds), how to encode samples into tensors and
 decode model outputs back, the head, loss and metrics it needs, and how to show data.
-A user's own task is one small subclass registered with ``@register_task("name")``.
+A user's own task is one small subclass registered with ``@register_task("name")``;
+``tasks.check(task)`` runs the interface test every task passes.
+
+Hooks with a default here work for any task whose ``data`` has ``split(name) -> (inputs,
+targets)`` (the built-in data sets do): ``samples``, ``mock_sample``, ``loaders`` and
+``build_model``. A task over other data overrides ``samples`` (or the hooks themselves).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from torchdeck import models
 from torchdeck._registry import Registry
+from torchdeck.data import TensorLoader
 
-__all__ = ["Task", "Grid", "TASKS", "register_task", "get", "available"]
+__all__ = ["Task", "Grid", "TextTable", "TASKS", "register_task", "get", "available"]
 
 TASKS = Registry("task")
 
@@ -34,6 +41,7 @@ def get(name: str) -> type["Task"]:
 
 
 def available() -> list[str]:
+    """Names of the registered tasks (also ``tasks.list()``)."""
     return TASKS.names()
 
 
@@ -48,35 +56,94 @@ class Grid:
     captions: list[str]
 
 
+@dataclasses.dataclass
+class TextTable:
+    """Rows of text under a header, as tabular tasks' ``show_batch``/``show_results`` return them."""
+
+    columns: list[str]
+    rows: list[list[str]]
+
+    def __str__(self) -> str:
+        cells = [self.columns, *self.rows]
+        widths = [max(len(r[j]) for r in cells) for j in range(len(self.columns))]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+        return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _missing(task: "Task", method: str) -> NotImplementedError:
+    return NotImplementedError(f"{type(task).__name__} does not define {method}; a Task subclass must")
+
+
 class Task:
-    """Base class. Subclasses set ``blocks`` and fill the methods below."""
+    """Base class. Subclasses set ``blocks`` and fill the methods below.
+
+    The interface (checked by ``tasks.check``): ``mock_sample(n)`` gives raw
+    ``(inputs, targets)``; ``encode_inputs``/``encode_targets`` turn them into batch tensors;
+    ``head(features)`` maps backbone features to the model output; ``loss()(output,
+    encoded targets)`` is a scalar; ``decode(output)`` gives one prediction per sample.
+    """
 
     name: ClassVar[str] = ""
     blocks: ClassVar[tuple[str, str]] = ("", "")
+    data: Any = None
+
+    def samples(self, split: str) -> tuple[Any, Any]:
+        """Raw ``(inputs, targets)`` of a split; indexing either with an index array selects samples."""
+        if self.data is None or not hasattr(self.data, "split"):
+            raise NotImplementedError(f"{type(self).__name__} has no data with split(name); "
+                                      "override samples(split) or mock_sample(n, seed=...)")
+        return self.data.split(split)
+
+    def mock_sample(self, n: int, *, seed: int = 0) -> tuple[Any, Any]:
+        """``n`` raw ``(inputs, targets)`` for the interface check: a seeded draw from the training split."""
+        inputs, targets = self.samples("train")
+        if len(targets) == 0:
+            raise ValueError(f"{type(self).__name__}: the training split is empty")
+        idx = np.sort(np.random.default_rng(seed).choice(len(targets), size=n, replace=len(targets) < n))
+        return inputs[idx], targets[idx]
 
     def encode_inputs(self, inputs: Any) -> torch.Tensor:
-        raise NotImplementedError
+        raise _missing(self, "encode_inputs(inputs)")
 
     def encode_targets(self, targets: Any) -> torch.Tensor:
-        raise NotImplementedError
+        raise _missing(self, "encode_targets(targets)")
 
     def decode(self, outputs: torch.Tensor) -> Any:
-        raise NotImplementedError
+        raise _missing(self, "decode(outputs)")
 
     def loaders(self, batch_size: int = 64, *, seed: int = 0) -> dict[str, Any]:
-        raise NotImplementedError
+        """Encoded train and valid splits in memory; the train loader reshuffles from ``seed``."""
+        out = {}
+        for split in ("train", "valid"):
+            inputs, targets = self.samples(split)
+            out[split] = TensorLoader(self.encode_inputs(inputs), self.encode_targets(targets), batch_size,
+                                      shuffle=split == "train", seed=seed)
+        return out
 
     def head(self, in_features: int) -> nn.Module:
-        raise NotImplementedError
+        raise _missing(self, "head(in_features)")
+
+    def build_model(self, backbone: str, options: Mapping[str, Any] | None = None) -> nn.Module:
+        """``Model(backbone, head)``: the named backbone for ``input_channels()`` inputs, then this
+        task's head. Tasks whose backbones need more than a channel count override this."""
+        body, features = models.build_backbone(backbone, self.input_channels(), **dict(options or {}))
+        return models.Model(body, self.head(features))
 
     def input_channels(self) -> int:
-        raise NotImplementedError
+        raise _missing(self, "input_channels()")
 
     def loss(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        raise NotImplementedError
+        raise _missing(self, "loss()")
 
     def metrics(self) -> Sequence[str]:
         return ()
 
     def show_batch(self, n: int = 16, *, split: str = "train") -> Grid:
-        raise NotImplementedError
+        raise _missing(self, "show_batch(n, split=...)")
