@@ -168,9 +168,6 @@ def test_the_spec_names_a_tabular_task_and_its_data():
         csv_spec.build_task()
 
 
-@pytest.mark.xfail(strict=True, raises=SpecError,
-                   reason="Learner.from_task builds backbones from input_channels() alone; it must call "
-                          "task.build_model(backbone, options) so tabular backbones get the cardinalities")
 def test_the_spec_trains_a_tabular_task():
     learner = Experiment.from_dict(SPEC).build()
     learner.fit()

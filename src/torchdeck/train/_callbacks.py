@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 
 from torchdeck.train._callback import Callback
-from torchdeck.train._metrics import get_metric
+from torchdeck.train._metrics import SummedMetric, get_metric
 from torchdeck.train._state import TrainState
 
 __all__ = ["Metrics", "Recorder", "ProgressBar", "current_lr"]
@@ -51,17 +51,23 @@ class Metrics(Callback):
         if self._active:
             pred = state.pred.detach()
             for name, fn in self._active:
-                self._values[name].append(fn(pred, state.yb).detach())
+                # A SummedMetric (F1, mIoU) keeps statistics to add up, not a batch mean.
+                value = fn.statistics(pred, state.yb) if isinstance(fn, SummedMetric) else fn(pred, state.yb)
+                self._values[name].append(value.detach())
 
     def epoch_end(self, state: TrainState) -> None:
         if not self._sizes:
             return
         sizes = torch.tensor(self._sizes, dtype=torch.float64)
-        names = list(self._values)
-        # One host sync per epoch for all values.
+        summed = {name: fn for name, fn in self._active if isinstance(fn, SummedMetric)}
+        names = [n for n in self._values if n not in summed]
+        # One host sync per epoch for all batch-mean values (and one per summed metric).
         table = torch.stack([torch.stack(self._values[n]).to(torch.float64).cpu() for n in names])
-        for name, value in zip(names, (table @ sizes / sizes.sum()).tolist()):
-            state.metrics[f"{state.phase.name}_{name}"] = value
+        values = dict(zip(names, (table @ sizes / sizes.sum()).tolist()))
+        for name, fn in summed.items():
+            values[name] = float(fn.reduce(torch.stack(self._values[name]).sum(0)))
+        for name in self._values:
+            state.metrics[f"{state.phase.name}_{name}"] = values[name]
 
     def __repr__(self) -> str:
         return f"Metrics({', '.join(name for name, _ in self.metrics)})"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+import contextlib
+import os
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -14,14 +17,34 @@ from torchdeck.train._phases import Phase, TrainingPhase, ValidationPhase
 from torchdeck.train._runner import Run
 from torchdeck.train._state import TrainState
 
-__all__ = ["Learner", "resolve_device"]
+if TYPE_CHECKING:
+    from torchdeck.train._lr_find import LRFindResult
+
+__all__ = ["Learner", "resolve_device", "AUTO_DEVICES"]
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+# "auto" takes the first device type here that this machine has, in this order.
+AUTO_DEVICES: tuple[tuple[str, Callable[[], bool]], ...] = (
+    ("cuda", torch.cuda.is_available),
+    ("mps", _mps_available),
+    ("cpu", lambda: True),
+)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None picks CUDA when present, else CPU."""
+    """``"auto"``/None picks CUDA when present, then Apple's MPS, else CPU."""
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        return torch.device(next(name for name, present in AUTO_DEVICES if present()))
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: {device!r} is not a device; "
+                         "allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'") from None
 
 
 class Learner:
@@ -76,8 +99,8 @@ class Learner:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            body, features = models.build_backbone(backbone, task.input_channels(), **(backbone_options or {}))
-            model = models.Model(body, task.head(features))
+            # The task builds it: a tabular task knows its columns' cardinalities, a vision task its head.
+            model = task.build_model(backbone, backbone_options)
         report = models.load_weights(model, weights) if weights else None
         rule = rule if rule is not None else optim.chain(optim.adam(), optim.scale_lr(1e-3))
         extra = [Scheduler(schedules)] if schedules else []
@@ -106,13 +129,34 @@ class Learner:
     def history(self):
         return self.state.history
 
+    def to(self, device: str | torch.device) -> "Learner":
+        """Move the model and the optimiser's state to ``device``; batches follow (each
+        phase moves its batch to ``learner.device``)."""
+        device = resolve_device(device)
+        self.state.model.to(device)
+        # Loading a state_dict puts each state tensor on its parameter's device.
+        opt = self.state.optimizer
+        opt.load_state_dict(opt.state_dict())
+        self.device = device
+        return self
+
     # -- callbacks ---------------------------------------------------------------------------
     def set_callbacks(self, callbacks: Iterable[Callback]) -> None:
+        """Replace the callbacks (ordered from their declarations).
+
+        A callback that needs the learner itself, not only its state (checkpoints save the
+        loaders' shuffling state; a sanity check runs the phases), defines
+        ``attach(learner)``: it is called here, as FluxTraining.jl's ``init!``.
+        """
         ordered = order_callbacks(callbacks)
         # Precompute, per event, the bound methods that handle it: firing an event nobody
         # handles costs one dict lookup and an empty loop.
-        self._handlers = {e: [getattr(cb, e) for cb in ordered if e in cb.handles()] for e in EVENTS}
+        self._handlers = _handlers_of(ordered)
         self.callbacks = ordered
+        for cb in ordered:
+            attach = getattr(cb, "attach", None)
+            if attach is not None:
+                attach(self)
 
     def add_callback(self, cb: Callback) -> None:
         self.set_callbacks([*self.callbacks, cb])
@@ -125,33 +169,102 @@ class Learner:
         for handler in self._handlers[event]:
             handler(self.state)
 
-    # -- the loop ----------------------------------------------------------------------------
-    def fit(self, epochs: int | None = None) -> "Learner":
-        """Train for ``epochs`` (default: ``self.epochs``) more epochs."""
-        epochs = self.epochs if epochs is None else epochs
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}")
+    def _fire_to_all(self, event: str) -> None:
+        """Like :meth:`fire`, but a cancel raised by one handler takes effect after every
+        handler has run: when an epoch ends, an early stop must not keep the checkpoint,
+        the logger or the progress bar from seeing that epoch."""
+        cancel: BaseException | None = None
+        for handler in self._handlers[event]:
+            try:
+                handler(self.state)
+            except (CancelEpoch, CancelFit) as e:
+                # CancelFit outranks CancelEpoch: the fit ends either way.
+                if cancel is None or (isinstance(e, CancelFit) and not isinstance(cancel, CancelFit)):
+                    cancel = e
+        if cancel is not None:
+            raise cancel
+
+    @contextlib.contextmanager
+    def probe_mode(self) -> Iterator[None]:
+        """Only callbacks with ``in_probes = True`` (mixed precision) hear events inside.
+
+        Used for steps that are not part of a run (``lr_find``, the sanity check): the
+        recorder, the checkpointer, the loggers and the schedules must not see them.
+        """
+        saved = self._handlers
+        self._handlers = _handlers_of([cb for cb in self.callbacks if getattr(cb, "in_probes", False)])
+        try:
+            yield
+        finally:
+            self._handlers = saved
+
+    def probe_step(self, phase: Phase, batch: Any) -> None:
+        """One step of ``phase`` on ``batch`` outside a run (use inside :meth:`probe_mode`)."""
         s = self.state
-        s.epochs, s.epoch, s.phase = epochs, 0, None
+        s.phase = phase
+        s.model.train(phase.training)
+        s.xb, s.yb = batch
+        with torch.set_grad_enabled(phase.training):
+            self.fire("step_begin")
+            phase.step(self)
+            self.fire("step_end")
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self, path: str | os.PathLike) -> str:
+        """Write a checkpoint directory (see :func:`torchdeck.train.save_checkpoint`)."""
+        from torchdeck.train._checkpoint import save_checkpoint
+        return save_checkpoint(self, path)
+
+    def load_checkpoint(self, path: str | os.PathLike, *, which: str = "last") -> str:
+        """Restore everything a checkpoint holds; ``path`` is a checkpoint or a Checkpointer
+        directory (then ``which`` is ``"last"`` or ``"best"``). Returns the checkpoint used."""
+        from torchdeck.train._checkpoint import load_checkpoint
+        self._refuse_while_running("load_checkpoint")
+        return load_checkpoint(self, path, which=which)
+
+    def _refuse_while_running(self, what: str) -> None:
+        # Called from the run's own thread (a callback) it would be part of the run; from any
+        # other thread it would change the model under a running step.
+        run = self._run
+        if run is not None and not run.done and threading.current_thread() is not run._thread:
+            raise RuntimeError(f"{what}: this learner has a run in progress (status {run.status}); "
+                               "stop it or wait for it first")
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self, epochs: int | None = None, *, resume: str | os.PathLike | None = None) -> "Learner":
+        """Train for ``epochs`` (default: ``self.epochs``) more epochs.
+
+        ``resume``: a checkpoint (or a Checkpointer directory: its last checkpoint) to load
+        first; the run then continues exactly as the one that wrote it would have.
+        """
+        epochs = self.epochs if epochs is None else epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}")
+        if resume is not None:
+            self.load_checkpoint(resume)
+        s = self.state
+        s.epochs, s.epoch, s.phase, s.stop_reason, s.epoch_complete = epochs, 0, None, "", False
         s.batches = {p.name: _len(self.loaders[p.name]) for p in self.phases}
         try:
             self.fire("fit_begin")
             for epoch in range(epochs):
                 s.epoch = epoch
                 try:
-                    for phase in self.phases:
-                        self._run_phase(phase)
+                    for i, phase in enumerate(self.phases):
+                        self._run_phase(phase, last=i == len(self.phases) - 1)
                 except CancelEpoch:
                     pass
-        except CancelFit:
-            pass
+        except CancelFit as e:
+            s.stop_reason = str(e) or type(e).__name__
         finally:
+            s.epoch_complete = False
             self.fire("fit_end")
         return self
 
-    def _run_phase(self, phase: Phase) -> None:
+    def _run_phase(self, phase: Phase, *, last: bool = True) -> None:
         s = self.state
         s.phase = phase
+        s.epoch_complete = False
         s.model.train(phase.training)
         s.metrics = {k: v for k, v in s.metrics.items() if not k.startswith(f"{phase.name}_")}
         self.fire("epoch_begin")
@@ -170,9 +283,61 @@ class Learner:
                         s.step += 1
         except (CancelEpoch, CancelFit):
             # A cancelled pass still ends: its metrics, history and progress bar close.
-            self.fire("epoch_end")
+            self._fire_to_all("epoch_end")
             raise
-        self.fire("epoch_end")
+        if last:
+            s.epochs_done += 1
+            s.epoch_complete = True
+        self._fire_to_all("epoch_end")
+        s.epoch_complete = False
+
+    def fit_one_cycle(self, epochs: int, lr_max: float, *, pct_start: float = 0.25, div_factor: float = 25.0,
+                      final_div_factor: float = 1e4) -> "Learner":
+        """Train ``epochs`` epochs under the 1cycle lr policy (``schedules.OneCycle``, torch's
+        OneCycleLR): from ``lr_max / div_factor`` up to ``lr_max`` over ``pct_start`` of the
+        steps, then cosine down to ``lr_max / div_factor / final_div_factor``.
+
+        The cycle starts at the learner's current step (a second call starts a new cycle).
+        Scheduler callbacks already on the learner are set aside for this fit and put back
+        after it.
+        """
+        from torchdeck.schedules import Constant, OneCycle, Scheduler, Sequence
+
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"fit_one_cycle: epochs must be a positive integer, got {epochs!r}")
+        per_epoch = sum(_len(self.loaders[p.name]) for p in self.phases if p.training)
+        if per_epoch < 1:
+            raise ValueError("fit_one_cycle: the training loader has no len() (or no batches), so the cycle's "
+                             "length is unknown; use fit() with a Scheduler instead")
+        try:
+            cycle = OneCycle(max_lr=lr_max, total_steps=epochs * per_epoch, pct_start=pct_start,
+                             div_factor=div_factor, final_div_factor=final_div_factor)
+        except ValueError as e:
+            raise ValueError(f"fit_one_cycle: {e}") from None
+        start = self.state.step
+        # Schedules count the global step: hold the cycle's first value until this fit starts.
+        lr = cycle if start == 0 else Sequence([Constant(cycle(0), steps=start), cycle])
+        one_cycle = Scheduler({"lr": lr})
+        set_aside = [cb for cb in self.callbacks if isinstance(cb, Scheduler)]
+        self.set_callbacks([cb for cb in self.callbacks if not isinstance(cb, Scheduler)] + [one_cycle])
+        try:
+            return self.fit(epochs)
+        finally:
+            self.set_callbacks([cb for cb in self.callbacks if cb is not one_cycle] + set_aside)
+
+    def lr_find(self, *, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100, beta: float = 0.98,
+                diverge: float = 4.0) -> "LRFindResult":
+        """Learning-rate sweep on this learner, undone afterwards (see
+        :func:`torchdeck.train.lr_find`); returns the curve and hints."""
+        from torchdeck.train._lr_find import lr_find
+        self._refuse_while_running("lr_find")
+        return lr_find(self, start_lr=start_lr, end_lr=end_lr, steps=steps, beta=beta, diverge=diverge)
+
+    def sanity_check(self) -> dict[str, float]:
+        """One batch through every phase, undone afterwards; the loss per phase."""
+        from torchdeck.train._probe import sanity_check
+        self._refuse_while_running("sanity_check")
+        return sanity_check(self)
 
     def fit_async(self, epochs: int | None = None) -> Run:
         """Start :meth:`fit` on a background thread and return its :class:`Run` handle."""
@@ -192,6 +357,10 @@ class Learner:
             return self.model(x.to(self.device))
         finally:
             self.model.train(was_training)
+
+
+def _handlers_of(callbacks: Sequence[Callback]) -> dict[str, list[Callable[[TrainState], None]]]:
+    return {e: [getattr(cb, e) for cb in callbacks if e in cb.handles()] for e in EVENTS}
 
 
 def _len(loader: Iterable[Any]) -> int:

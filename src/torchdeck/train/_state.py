@@ -47,6 +47,12 @@ class TrainState:
     loss: torch.Tensor | None = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # latest epoch values
     history: History = dataclasses.field(default_factory=History)
+    epochs_done: int = 0          # epochs whose every phase ran to its end, over all fits
+    # True only during the epoch_end of an epoch's last phase when no phase was cancelled:
+    # the one moment per epoch for callbacks that act once an epoch is complete
+    # (checkpoints, early stopping, loggers). epochs_done already counts that epoch then.
+    epoch_complete: bool = False
+    stop_reason: str = ""         # why the last fit ended early (the CancelFit message), else ""
 
 
 def progress_of(state: TrainState, status: str) -> dict[str, Any]:
