@@ -336,3 +336,22 @@ def test_sanity_check_fails_fast_on_a_broken_validation_phase():
         learner.fit(1)
     assert learner.state.step == 0
     assert_equal_tensors(weights(learner), w0)
+
+
+def test_throttle_keeps_the_wrapped_callbacks_after_declaration():
+    from torchdeck.train._callback import order_callbacks
+
+    class First(Callback):
+        def step_end(self, state):
+            pass
+
+    class Second(Callback):
+        after = (First,)
+
+        def step_end(self, state):
+            pass
+
+    first = First()
+    wrapped = Throttle(Second(), every_steps=2)
+    ordered = order_callbacks([wrapped, first])
+    assert ordered.index(first) < ordered.index(wrapped)

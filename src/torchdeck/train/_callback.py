@@ -52,7 +52,7 @@ def order_callbacks(callbacks: Iterable[Callback]) -> list[Callback]:
             raise ValueError(f"callback ordering has a cycle through {cb!r}")
         visiting.add(id(cb))
         for dep in cbs:
-            if dep is not cb and isinstance(dep, tuple(type(cb).after)):
+            if dep is not cb and isinstance(dep, tuple(cb.after)):
                 visit(dep)
         visiting.discard(id(cb))
         ordered.append(cb)

@@ -21,9 +21,8 @@ class Throttle(Callback):
     ``every_seconds`` have passed since the last chosen one. Fit and epoch events always
     reach it. A chosen step delivers all of that step's events.
 
-    The wrapper takes the callback's ``reads`` and ``writes``. It runs after the Recorder
-    (most wrapped callbacks read metrics or history); ``after`` declarations of the wrapped
-    class are not seen by the ordering.
+    The wrapper takes the callback's ``reads``, ``writes`` and ``after``, and also runs after
+    the Recorder (most wrapped callbacks read metrics or history).
     """
 
     after = (Recorder,)
@@ -46,6 +45,7 @@ class Throttle(Callback):
         self.clock = clock
         self.reads = callback.reads
         self.writes = callback.writes
+        self.after = (*callback.after, *(c for c in type(self).after if c not in callback.after))
         self.in_probes = getattr(callback, "in_probes", False)
         self._count = 0
         self._last = -math.inf
