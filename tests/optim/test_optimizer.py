@@ -214,6 +214,18 @@ def test_named_parameters_are_accepted():
         assert names == [n for n, _ in m1.named_parameters()]
 
 
+def test_named_parameters_are_kept_in_the_state_dict_as_torch_keeps_them():
+    m = small_model()
+    ours = O.Optimizer(m.named_parameters(), O.chain(O.adam(), O.scale_lr(1e-2)))
+    theirs = torch.optim.Adam(m.named_parameters(), lr=1e-2)
+    sd = ours.state_dict()
+    assert sd["param_groups"][0]["param_names"] == theirs.state_dict()["param_groups"][0]["param_names"]
+    assert sd["param_groups"][0]["params"] == theirs.state_dict()["param_groups"][0]["params"]
+    unnamed = O.Optimizer(twin(m).parameters(), O.chain(O.adam(), O.scale_lr(1e-2)))
+    unnamed.load_state_dict(sd)  # torch's rule: names in the loaded dict are taken over
+    assert unnamed.param_groups[0]["param_names"] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
 def test_optimizer_refuses_a_non_rule():
     with pytest.raises(TypeError, match=r"Optimizer: rule must be a torchdeck\.optim rule, got 'adam'"):
         O.Optimizer(small_model().parameters(), "adam")
@@ -234,3 +246,46 @@ def test_zero_grad_and_closure_work():
     assert loss is not None and loss.requires_grad
     opt.zero_grad()
     assert all(p.grad is None for p in m.parameters())
+
+
+# -- GradScaler -----------------------------------------------------------------------------
+
+def _scaled_batch(t):
+    gen = torch.Generator().manual_seed(2000 + t)
+    return torch.randn(8, 5, generator=gen), torch.randn(8, 3, generator=gen)
+
+
+def test_grad_scaler_steps_equal_the_unscaled_run_and_an_inf_step_is_skipped():
+    """A power-of-2 scale is exact in float32, so scaled-then-unscaled gradients are the plain ones
+    bit for bit; a step whose gradients hold an inf leaves parameters and state as they were."""
+    m_scaled = small_model(dtype=torch.float32)
+    m_plain = twin(m_scaled)
+    rule = O.chain(O.clip_norm(1.0), O.adam(), O.scale_lr(1e-2))
+    opt_scaled = O.Optimizer(m_scaled.named_parameters(), rule)
+    opt_plain = O.Optimizer(m_plain.named_parameters(), rule)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, growth_interval=3)
+    loss_fn = torch.nn.functional.mse_loss
+    for t in range(12):
+        x, y = _scaled_batch(t)
+        opt_scaled.zero_grad()
+        scaler.scale(loss_fn(m_scaled(x), y)).backward()
+        if t == 5:  # an overflow: the scaler must skip this step and halve its scale
+            m_scaled[0].weight.grad[0, 0] = float("inf")
+            params_before = [p.detach().clone() for p in m_scaled.parameters()]
+            state_before = [s.clone() for s in tree_leaves(opt_scaled.rule_state())]
+            scale_before = scaler.get_scale()
+        scaler.step(opt_scaled)
+        scaler.update()
+        if t == 5:
+            assert all(torch.equal(p, q) for p, q in zip(m_scaled.parameters(), params_before))
+            assert all(torch.equal(s, q) for s, q in zip(tree_leaves(opt_scaled.rule_state()), state_before))
+            assert scaler.get_scale() == scale_before / 2
+            continue  # the plain run never saw this step
+        opt_plain.zero_grad()
+        loss_fn(m_plain(x), y).backward()
+        opt_plain.step()
+        for a, b in zip(m_scaled.parameters(), m_plain.parameters()):
+            assert torch.equal(a, b)
+    assert scaler.get_scale() > 2.0**11  # it grew again after the skip: the growth path ran too
+    for a, b in zip(tree_leaves(opt_scaled.rule_state()), tree_leaves(opt_plain.rule_state()), strict=True):
+        assert torch.equal(a, b)

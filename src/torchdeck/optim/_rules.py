@@ -176,10 +176,18 @@ class ClipNorm(Rule):
         del params
         if not updates:
             return updates, state
-        device = updates[0].device
-        norms = [n.to(device) for n in torch._foreach_norm(updates)]
-        total = torch.linalg.vector_norm(torch.stack(norms))
-        coef = torch.clamp(self.max_norm / (total + 1e-6), max=1.0)
-        torch._foreach_mul_(updates, coef)
+        torch._foreach_mul_(updates, clip_coefficient(updates, self.max_norm))
         return updates, state
+
+
+def clip_coefficient(tensors: Tensors, max_norm: float) -> torch.Tensor:
+    """``min(1, max_norm / (global L2 norm + 1e-6))`` as a 0-d tensor on the first tensor's device.
+
+    Shared by :class:`ClipNorm` and the fused lowering of chains that start with it, so both
+    scale by the very same number.
+    """
+    device = tensors[0].device
+    norms = [n.to(device) for n in torch._foreach_norm(tensors)]
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    return torch.clamp(max_norm / (total + 1e-6), max=1.0)
 
