@@ -15,6 +15,7 @@ from typing import Any
 
 import ipywidgets as W
 import plotly.graph_objects as go
+import traitlets
 
 from torchdeck.train import Learner, MetricStream, Run
 from torchdeck.widgets._figure import LiveFigure
@@ -58,6 +59,9 @@ class TrainingMonitor(W.VBox):
     Works without a display too (the charts are plain widgets), which is how the tests and
     the overhead benchmark drive it.
     """
+
+    current_step = traitlets.Int(-1, help="the last training step the run has taken (the schedules' t), set at "
+                                          "each redraw; -1 before the run's first step")
 
     def __init__(self, state: StudioState, *, redraw_interval: float = 0.1, capacity: int = 2000) -> None:
         self.state = state
@@ -126,6 +130,8 @@ class TrainingMonitor(W.VBox):
                 for key, trace in self._traces.items():
                     xs, ys = snap.get(key, ([], []))
                     trace.x, trace.y = xs, ys
+            steps = snap.get("loss", ([], []))[0]  # x of each training step's loss: its step
+            self.current_step = int(steps[-1]) if steps else -1
             p = self.stream.progress
             if p:
                 self.progress.value = (f"epoch {p['epoch']}/{p['epochs']} · {p['phase']} batch "

@@ -6,11 +6,13 @@ import html
 from importlib import resources
 
 import ipywidgets as W
+import traitlets
 
 from torchdeck.spec import Experiment
 from torchdeck.widgets._chain_panel import ChainPanel
 from torchdeck.widgets._data_panel import DataPanel
 from torchdeck.widgets._monitor import TrainingMonitor
+from torchdeck.widgets._playground import Playground
 from torchdeck.widgets._schedule_panel import SchedulePanel
 from torchdeck.widgets._spec_panel import SpecPanel
 from torchdeck.widgets._state import StudioState
@@ -33,6 +35,9 @@ class Studio(W.VBox):
         self.chain_panel = ChainPanel(self.state)
         self.schedule_panel = SchedulePanel(self.state)
         self.monitor = TrainingMonitor(self.state)
+        # The schedule plot marks the run's step; it moves when the monitor redraws (<= 10/s).
+        traitlets.dlink((self.monitor, "current_step"), (self.schedule_panel, "current_step"))
+        self.playground = Playground(state=self.state)  # races the Studio's chain against others
         self.spec_panel = SpecPanel(self.state)
         self.error = W.HTML()
         self.error.add_class("td-error")
@@ -45,7 +50,7 @@ class Studio(W.VBox):
             W.HTML(f"<style>{css}</style>"), title, self.error,
             W.HBox([W.VBox([_panel(self.data_panel), _panel(self.chain_panel), _panel(self.schedule_panel)],
                            layout=W.Layout(width="620px")),
-                    _panel(self.monitor)],
+                    W.VBox([_panel(self.monitor), _panel(self.playground)])],
                    layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
             spec_box,
         ])
