@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import contextlib
 import io
 from pathlib import Path
@@ -139,7 +141,11 @@ def _write_weights(tmp_path):
     ({"data": {"name": "mnist"}}, "data.name", ["unknown data set 'mnist'", "allowed: ", "digits"]),
     ({"model": {"backbone": "resnet9000"}}, "model.backbone", ["unknown backbone 'resnet9000'", "allowed:", "small_cnn"]),
     ({"model": {"options": {"depth": 3}}}, "model.options", ["unknown option 'depth'", "allowed: width"]),
-    ({"task": {"name": "segmentation"}}, "task", ["unknown task 'segmentation'", "allowed: image-classification"]),
+    ({"task": {"name": "detection"}}, "task", ["unknown task 'detection'", "allowed: ", "image-classification"]),
+    ({"optim": {"partition": {"*.bias": "sgd", "*": "adamw"}}, "schedules": {"lr": {"*.bias": 0.1, "head.*": 0.2}}},
+     "schedules.lr", ["no param group named 'head.*'", "groups: '*.bias', '*'"]),
+    ({"optim": {"partition": {"*.bias": "sgd", "*": "adamw"}}, "schedules": {"decay": 0.1}},
+     "schedules.decay", ["the optimiser 0 ('*.bias') has no hyperparameter 'decay'", "allowed: lr"]),
 ])
 def test_spec_errors_are_one_line_and_name_the_field(spec, field, pieces):
     with pytest.raises(SpecError) as info:
@@ -190,3 +196,21 @@ def test_builder_errors_name_the_spec_field():
         Experiment().with_changes(**{"model.options": {"width": 3.5}}).build()
     with pytest.raises(SpecError, match=r"^task\.options: image-classification: size must be an integer >= 2"):
         Experiment().with_changes(**{"task.options": {"size": 1}}).build_task()
+
+
+def test_schedules_per_param_group_by_name_round_trip_and_train():
+    spec = Experiment.from_dict({
+        "train": {"epochs": 1},
+        "optim": {"partition": {"*.bias": {"chain": ["adam", {"scale_lr": {"lr": 1e-3}}]}, "*": {"adamw": {"lr": 3e-3}}}},
+        "schedules": {"lr": {"*.bias": {"linear": {"start": 0.0, "end": 1e-3, "steps": 10}},
+                             "*": {"cos_anneal": {"start": 3e-3, "end": 0.0}}}},
+    })
+    assert Experiment.parse_yaml(spec.to_yaml()) == spec
+    learner = spec.build()
+    assert [g["name"] for g in learner.optimizer.param_groups] == ["*.bias", "*"]
+    learner.fit()
+    lrs = [g["lr"] for g in learner.optimizer.param_groups]
+    steps = learner.state.step
+    # The last training step set each group's lr from its own schedule (step steps - 1 of a run `steps` long).
+    assert lrs[0] == pytest.approx(1e-3)
+    assert lrs[1] == pytest.approx(3e-3 * (1 + math.cos(math.pi * (steps - 1) / steps)) / 2, rel=1e-9)

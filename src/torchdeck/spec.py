@@ -123,7 +123,8 @@ class Experiment(_Part):
     model: ModelSpec = Field(default_factory=ModelSpec)
     optim: Any = Field(default_factory=_default_optim, description="a rule or chain spec")
     schedules: dict[str, Any] = Field(default_factory=_default_schedules,
-                                      description="hyperparameter name -> schedule spec (open lengths span the run)")
+                                      description="hyperparameter name -> schedule spec, a list with one per param "
+                                                  "group, or {group name: schedule} (open lengths span the run)")
     train: TrainSpec = Field(default_factory=TrainSpec)
 
     @field_validator("optim", mode="before")
@@ -138,22 +139,28 @@ class Experiment(_Part):
             return {}
         if not isinstance(v, dict):
             raise ValueError(f"schedules: expected a mapping of hyperparameter -> schedule, got {v!r}")
-        return {k: _schedules.schedule_from_spec(s, where=f"schedules.{k}").to_spec() for k, s in v.items()}
+        return {k: _schedules.per_group_spec(k, s) for k, s in v.items()}
 
     @model_validator(mode="after")
     def _schedules_drive_known_hyper(self) -> "Experiment":
-        hyper = self.rule().hyper()
-        for key in self.schedules:
-            if key not in hyper:
-                raise ValueError(f"schedules.{key}: the optimiser has no hyperparameter {key!r}; allowed: {', '.join(hyper)}")
+        rule = self.rule()
+        # The param groups the optimiser will have: one per partition pattern, else one.
+        parts = rule.parts if isinstance(rule, _optim.Partition) else {None: rule}
+        groups = [{**({"name": n} if n is not None else {}), **r.hyper()} for n, r in parts.items()]
+        for key, spec in self.schedules.items():
+            _schedules.check_groups(key, spec, groups)
         return self
 
     # -- engine objects ---------------------------------------------------------------------
     def rule(self) -> _optim.Rule:
         return _optim.rule_from_spec(self.optim)
 
-    def schedule_objects(self) -> dict[str, _schedules.Schedule]:
-        return {k: _schedules.schedule_from_spec(s) for k, s in self.schedules.items()}
+    def schedule_objects(self) -> dict[str, Any]:
+        """Per hyperparameter: a schedule, a list (one per param group) or ``{group: schedule}``."""
+        built = {k: _schedules.per_group(k, s) for k, s in self.schedules.items()}
+        # One schedule for every group comes back as a one-item list: give the schedule itself.
+        return {k: b[0] if isinstance(b, list) and not isinstance(self.schedules[k], list) else b
+                for k, b in built.items()}
 
     def build_task(self) -> _tasks.Task:
         with _field("data.options"):

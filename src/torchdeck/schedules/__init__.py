@@ -7,13 +7,14 @@ from torchdeck.schedules._core import Constant, CosAnneal, Linear, Sequence
 from torchdeck.schedules._curve import curve
 from torchdeck.schedules._jl import Exp, Inv, Poly, Sin, SinDecay2, SinExp, Step, Triangle, TriangleDecay2, TriangleExp
 from torchdeck.schedules._plateau import ReduceOnPlateau
-from torchdeck.schedules._scheduler import Scheduler, plan
+from torchdeck.schedules._scheduler import Scheduler, check_groups, per_group, per_group_spec, plan
 from torchdeck.schedules._spec import schedule_from_spec
 from torchdeck.schedules._torch_adapter import TorchLR
 from torchdeck.schedules._torchlike import CosineWarmRestarts, Cyclic, ExpDecay, MultiStep, OneCycle, Polynomial, StepDecay
 
 __all__ = [
     "SCHEDULES", "Schedule", "register_schedule", "Scheduler", "TorchLR", "ReduceOnPlateau", "plan", "curve", "schedule_from_spec",
+    "per_group", "per_group_spec", "check_groups",
     # the first four
     "Constant", "Linear", "CosAnneal", "Sequence",
     # ParameterSchedulers.jl

@@ -12,7 +12,7 @@ from torchdeck.schedules._base import SCHEDULES, Schedule
 from torchdeck.schedules._spec import schedule_from_spec
 from torchdeck.train import Callback, TrainState
 
-__all__ = ["Scheduler", "plan"]
+__all__ = ["Scheduler", "plan", "per_group", "per_group_spec", "check_groups"]
 
 
 class Scheduler(Callback):
@@ -37,7 +37,7 @@ class Scheduler(Callback):
         if per not in ("step", "epoch"):
             raise ValueError(f"Scheduler: per must be 'step' or 'epoch', got {per!r}")
         self.per = per
-        self.schedules = {k: _per_group(k, v) for k, v in schedules.items()}
+        self.schedules = {k: per_group(k, v) for k, v in schedules.items()}
         self.optimizer = optimizer
         self.t = 0
         self._per_epoch = 1
@@ -118,7 +118,7 @@ class Scheduler(Callback):
         return f"Scheduler({', '.join(f'{k}={show(s)}' for k, s in self.schedules.items())})"
 
 
-def _per_group(name: str, spec: Any) -> list[Schedule] | dict[str, Schedule]:
+def per_group(name: str, spec: Any) -> list[Schedule] | dict[str, Schedule]:
     """One schedule for every group, a list with one per group, or ``{group name: schedule}``
     (groups named by ``optim.partition``). A mapping whose one key is a schedule type is a
     schedule, not a group name."""
@@ -129,6 +129,27 @@ def _per_group(name: str, spec: Any) -> list[Schedule] | dict[str, Schedule]:
     if isinstance(spec, Mapping) and spec and not (len(spec) == 1 and next(iter(spec)) in SCHEDULES):
         return {str(g): schedule_from_spec(x, where=f"schedules.{name}[{g!r}]") for g, x in spec.items()}
     return [schedule_from_spec(spec, where=f"schedules.{name}")]
+
+
+def per_group_spec(name: str, spec: Any) -> Any:
+    """The canonical spec of one hyperparameter's schedules, in the form given: one schedule,
+    a list (one per group) or ``{group name: schedule}``."""
+    parsed = per_group(name, spec)
+    if isinstance(parsed, dict):
+        return {g: s.to_spec() for g, s in parsed.items()}
+    return [s.to_spec() for s in parsed] if isinstance(spec, (list, tuple)) else parsed[0].to_spec()
+
+
+def check_groups(name: str, spec: Any, groups: list[dict]) -> None:
+    """Raise ``ValueError`` (``schedules.<name>: ...``) unless the schedules fit these param
+    groups: one per group or by name, and each group has the hyperparameter."""
+    where = f"schedules.{name}"
+    _resolve(where, per_group(name, spec), groups)
+    for i, group in enumerate(groups):
+        if name not in group:
+            allowed = ", ".join(k for k in group if k not in ("params", "name", "param_names"))
+            label = f" {_group_label(group, i)}" if len(groups) > 1 else ""
+            raise ValueError(f"{where}: the optimiser{label} has no hyperparameter {name!r}; allowed: {allowed}")
 
 
 def _group_label(group: Mapping[str, Any], i: int) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from torchdeck.schedules._scheduler import _per_group, _resolve
+from torchdeck.schedules._scheduler import per_group, _resolve
 
 __all__ = ["TorchLR"]
 
@@ -22,7 +22,7 @@ class TorchLR(torch.optim.lr_scheduler.LRScheduler):
 
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: Any, *, total_steps: int | None = None,
                  last_epoch: int = -1) -> None:
-        scheds = _resolve("TorchLR: schedule", _per_group("lr", schedule), optimizer.param_groups)
+        scheds = _resolve("TorchLR: schedule", per_group("lr", schedule), optimizer.param_groups)
         self.schedules = [s.fit_to(total_steps) if total_steps else s for s in scheds]
         try:
             self.schedules[0](0)
