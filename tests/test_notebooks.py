@@ -12,11 +12,17 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
-QUICKSTART = NOTEBOOKS / "01_quickstart.ipynb"
+ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
-def test_quickstart_is_stored_without_outputs() -> None:
-    nb = nbformat.read(QUICKSTART, as_version=4)
+def test_the_tutorials_are_there() -> None:
+    names = [p.name for p in ALL]
+    assert {"01_quickstart.ipynb", "03_optimisers_and_schedules.ipynb"} <= set(names), names
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path: pathlib.Path) -> None:
+    nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code, "the notebook has no code cells"
@@ -36,14 +42,15 @@ def _kernel_runs_this_interpreter() -> bool:
 
 
 @pytest.mark.slow
-def test_quickstart_runs() -> None:
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_notebook_runs(path: pathlib.Path) -> None:
     assert _kernel_runs_this_interpreter(), "the python3 kernelspec does not start this interpreter"
-    nb = nbformat.read(QUICKSTART, as_version=4)
+    nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=300,
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as e:
-        pytest.fail(f"{QUICKSTART.name} failed:\n{e}", pytrace=False)
+        pytest.fail(f"{path.name} failed:\n{e}", pytrace=False)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
