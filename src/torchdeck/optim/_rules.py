@@ -39,6 +39,20 @@ def _per_param(values: list[float]) -> float | list[float]:
     # A single scalar when all parameters agree (the usual case) keeps foreach's scalar kernels.
     return values[0] if values.count(values[0]) == len(values) else values
 
+def _adam_direction_(updates: list[torch.Tensor], mu: list[torch.Tensor], second: list[torch.Tensor], ts: list[int],
+                     b1: float, b2: float, eps: float, lr: float) -> None:
+    """``updates = lr / (1 - b1^t) * mu / (sqrt(second) / sqrt(1 - b2^t) + eps)``, written into
+    ``updates`` (the spent gradients: a params-sized allocation costs more than the arithmetic
+    on CPU). Adam, AMSGrad and AdaBelief differ only in their ``second`` moment."""
+    torch._foreach_copy_(updates, second)
+    torch._foreach_sqrt_(updates)
+    torch._foreach_div_(updates, _per_param([math.sqrt(1.0 - b2**t) for t in ts]))
+    torch._foreach_add_(updates, eps)
+    torch._foreach_reciprocal_(updates)
+    torch._foreach_mul_(updates, mu)
+    torch._foreach_mul_(updates, _per_param([lr / (1.0 - b1**t) for t in ts]))
+
+
 
 @register_rule
 @dataclasses.dataclass(frozen=True)
@@ -134,16 +148,7 @@ class Adam(Rule):
         torch._foreach_lerp_(mu, updates, 1.0 - self.b1)
         torch._foreach_mul_(nu, self.b2)
         torch._foreach_addcmul_(nu, updates, updates, value=1.0 - self.b2)
-        # The gradients are spent once the moments are updated: build the result in their
-        # tensors instead of allocating (a params-sized allocation costs more than the
-        # arithmetic on CPU). updates = mu / (sqrt(nu) / sqrt(1 - b2^t) + eps) * lr / (1 - b1^t)
-        torch._foreach_copy_(updates, nu)
-        torch._foreach_sqrt_(updates)
-        torch._foreach_div_(updates, _per_param([math.sqrt(1.0 - self.b2**t) for t in ts]))
-        torch._foreach_add_(updates, self.eps)
-        torch._foreach_reciprocal_(updates)
-        torch._foreach_mul_(updates, mu)
-        torch._foreach_mul_(updates, _per_param([self.lr / (1.0 - self.b1**t) for t in ts]))
+        _adam_direction_(updates, mu, nu, ts, self.b1, self.b2, self.eps, self.lr)
         return updates, state
 
 

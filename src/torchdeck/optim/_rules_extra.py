@@ -9,13 +9,12 @@ rules), written with torch's ``_foreach`` kernels like the rules in ``_rules.py`
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, NamedTuple
 
 import torch
 
 from torchdeck.optim._base import Rule, hyper, register_rule
-from torchdeck.optim._rules import Adam, AdamState, _advance, _per_param, _step_counts, _zeros_like
+from torchdeck.optim._rules import Adam, AdamState, _adam_direction_, _advance, _step_counts, _zeros_like
 
 __all__ = [
     "Lion", "AdaBelief", "Lamb", "SignDecay", "ClipValue", "Accumulate", "SkipNonfinite",
@@ -100,14 +99,7 @@ class AdaBelief(Rule):
         torch._foreach_mul_(s, self.b2)
         torch._foreach_addcmul_(s, updates, updates, value=1.0 - self.b2)
         torch._foreach_add_(s, self.eps)
-        # updates = m / (sqrt(s) / sqrt(1 - b2^t) + eps) * lr / (1 - b1^t), built in place as Adam does.
-        torch._foreach_copy_(updates, s)
-        torch._foreach_sqrt_(updates)
-        torch._foreach_div_(updates, _per_param([math.sqrt(1.0 - self.b2**t) for t in ts]))
-        torch._foreach_add_(updates, self.eps)
-        torch._foreach_reciprocal_(updates)
-        torch._foreach_mul_(updates, mu)
-        torch._foreach_mul_(updates, _per_param([self.lr / (1.0 - self.b1**t) for t in ts]))
+        _adam_direction_(updates, mu, s, ts, self.b1, self.b2, self.eps, self.lr)
         return updates, state
 
 

@@ -16,7 +16,8 @@ import torch
 
 from torchdeck.optim._base import Rule, format_number, hyper, register_rule
 from torchdeck.optim._chain import Chain
-from torchdeck.optim._rules import Adam, ScaleLR, WeightDecay, _advance, _per_param, _step_counts, _zeros_like
+from torchdeck.optim._rules import (Adam, ScaleLR, WeightDecay, _adam_direction_, _advance, _per_param, _step_counts,
+                                    _zeros_like)
 
 __all__ = ["AMSGrad", "Adamax", "NAdam", "RAdam", "AdamW", "AMSGradState", "AdamaxState", "NAdamState", "RAdamState"]
 
@@ -53,14 +54,7 @@ class AMSGrad(Rule):
         torch._foreach_mul_(nu, self.b2)
         torch._foreach_addcmul_(nu, updates, updates, value=1.0 - self.b2)
         torch._foreach_maximum_(nu_max, nu)
-        # updates = mu / (sqrt(nu_max) / sqrt(1 - b2^t) + eps) * lr / (1 - b1^t), in the spent gradients' tensors
-        torch._foreach_copy_(updates, nu_max)
-        torch._foreach_sqrt_(updates)
-        torch._foreach_div_(updates, _per_param([math.sqrt(1.0 - self.b2**t) for t in ts]))
-        torch._foreach_add_(updates, self.eps)
-        torch._foreach_reciprocal_(updates)
-        torch._foreach_mul_(updates, mu)
-        torch._foreach_mul_(updates, _per_param([self.lr / (1.0 - self.b1**t) for t in ts]))
+        _adam_direction_(updates, mu, nu_max, ts, self.b1, self.b2, self.eps, self.lr)
         return updates, state
 
 
