@@ -335,3 +335,26 @@ def test_register_lowering_refuses_a_pattern_twice_and_non_rules():
 def test_kernel_probe_accepts_floats_only():
     assert L._kernel_works("adamw", "cpu", torch.float64) and L._kernel_works("sgd", "cpu", torch.float32)
     assert not L._kernel_works("adam", "cpu", torch.int64) and not L._kernel_works("sgd", "cpu", torch.complex64)
+
+
+def test_optimizer_write_grads_matches_clip_grad_norm_then_adamw_grads_included():
+    """``Optimizer(..., write_grads=True)`` is torch's composition: same parameters, and the
+    clipped gradients left in ``.grad``; the default leaves ``.grad`` as it was."""
+    rule = O.chain(O.clip_norm(0.5), O.adamw(lr=1e-2, decay=0.1))
+    for write_grads in (True, False):
+        ours, theirs = small_model(torch.float64), small_model(torch.float64)
+        opt = O.Optimizer(ours.parameters(), rule, write_grads=write_grads)
+        ref = torch.optim.AdamW(theirs.parameters(), lr=1e-2, weight_decay=0.1)
+        gen = torch.Generator().manual_seed(3)
+        for _ in range(50):
+            for a, b in zip(ours.parameters(), theirs.parameters()):
+                g = torch.randn(a.shape, generator=gen, dtype=a.dtype) * 3
+                a.grad, b.grad = g.clone(), g.clone()
+            raw = [a.grad.clone() for a in ours.parameters()]
+            opt.step()
+            torch.nn.utils.clip_grad_norm_(list(theirs.parameters()), 0.5)
+            ref.step()
+            for a, b, r in zip(ours.parameters(), theirs.parameters(), raw):
+                torch.testing.assert_close(a.grad, b.grad if write_grads else r, rtol=1e-10, atol=1e-14)
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)

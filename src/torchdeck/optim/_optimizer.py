@@ -32,9 +32,12 @@ class Optimizer(torch.optim.Optimizer):
             param-group dicts, as for any torch optimiser. Names are kept in
             ``group["param_names"]`` as torch does, and let :func:`freeze` match patterns.
         rule: the rule (or chain, or partition) to apply.
+        write_grads: let a fused step leave the clipped gradients in ``.grad``, as
+            ``clip_grad_norm_`` does (one pass over the gradients less). By default the
+            optimiser never changes ``.grad``.
     """
 
-    def __init__(self, params: Iterable[Any], rule: Rule) -> None:
+    def __init__(self, params: Iterable[Any], rule: Rule, *, write_grads: bool = False) -> None:
         if not isinstance(rule, Rule):
             raise TypeError(f"Optimizer: rule must be a torchdeck.optim rule, got {rule!r}")
         if not isinstance(rule, Partition) and contains_partition(rule):
@@ -42,6 +45,7 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError("Optimizer: a partition must be the outermost rule; put chains inside it: "
                              "partition({'*.bias': chain(...), '*': chain(...)})")
         self.rule = rule
+        self.write_grads = bool(write_grads)
         # Per param group: the rule its hyperparameters apply to, and their names. Not
         # ``self.defaults``, to which torch adds keys of its own (``differentiable``) in
         # ``load_state_dict``, and which a partition's groups don't share.
@@ -126,7 +130,7 @@ class Optimizer(torch.optim.Optimizer):
             if len(keep) != len(all_params):
                 # Parameters without a gradient, or frozen, are skipped and their state left as it is.
                 state = _select(state, keep, len(all_params))
-            lowered = lowering_for(rule)
+            lowered = lowering_for(rule, write_grads=self.write_grads)
             if lowered is not None:  # a fused/foreach kernel does the whole update in place
                 lowered(params, [p.grad for p in params], state)
                 continue
@@ -162,7 +166,7 @@ class Optimizer(torch.optim.Optimizer):
     # -- saving -------------------------------------------------------------------------
     # torch's __getstate__ keeps only defaults, state and param_groups; without the rule, its
     # state and the frozen sets a pickled or deep-copied optimiser could not step.
-    _PICKLED = ("rule", "_group_base", "_group_keys", "_rule_states", "_group_rules", "_frozen")
+    _PICKLED = ("rule", "write_grads", "_group_base", "_group_keys", "_rule_states", "_group_rules", "_frozen")
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), **{k: self.__dict__[k] for k in self._PICKLED}}
