@@ -174,5 +174,75 @@ def main() -> None:
                       f"({ours_rate / theirs:.1f}x faster{goal})")
 
 
+# --- batched: a batch of 64 on a tensor (the torch backend) ---------------------------------------
+BATCH = 64
+BATCH_ROUNDS = 3
+
+
+def batch_pipeline():
+    return A.Pipeline(A.Affine(degrees=15, scale=(0.9, 1.1)), A.RandomResizedCrop(224), A.FlipX(0.5),
+                      A.Brightness(0.2), A.Contrast(0.2), A.Normalize(MEAN, STD))
+
+
+def ours_batched(images: torch.Tensor):
+    """Per-sample plans, then one grid_sample per warp round and tensor ops for the colours."""
+    pipe = batch_pipeline()
+    return lambda: A.apply_batch(pipe, images)
+
+
+def ours_per_sample(images: torch.Tensor):
+    """The OpenCV path sample by sample, from the same uint8 batch (the reference point)."""
+    pipe = batch_pipeline()
+    hwc = [im.permute(1, 2, 0).cpu().numpy() for im in images]
+    return lambda: [pipe(im) for im in hwc]
+
+
+def kornia_batched(images: torch.Tensor):
+    import kornia.augmentation as K
+
+    pipe = K.AugmentationSequential(
+        K.RandomAffine(degrees=15, scale=(0.9, 1.1), p=1.0), K.RandomResizedCrop((224, 224)),
+        K.RandomHorizontalFlip(p=0.5), K.ColorJitter(brightness=0.2, contrast=0.2, p=1.0),
+        K.Normalize(torch.tensor(MEAN), torch.tensor(STD)), data_keys=["input"])
+    return lambda: pipe(images.float().div(255))
+
+
+BATCHED: dict[str, Callable] = {"torchdeck.batch": ours_batched, "torchdeck.per-sample": ours_per_sample,
+                                "kornia.batch": kornia_batched}
+
+
+def main_batched() -> None:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    img, *_ = sample()
+    base = torch.from_numpy(img).permute(2, 0, 1)
+    images = torch.stack([torch.roll(base, 8 * i, dims=2) for i in range(BATCH)]).to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    print(f"batch of {BATCH} {img.shape[1]}×{img.shape[0]} RGB uint8 on {device}; best of {BATCH_ROUNDS} rounds")
+    runs = {}
+    for name, make in BATCHED.items():
+        try:
+            fn = make(images)
+        except ImportError as e:
+            print(f"  {name}: skipped, not installed ({e.name}); it is in the bench extra")
+            continue
+        runs[name] = (lambda f: lambda: (f(), sync()))(fn)
+        runs[name]()  # warm up
+    # On a GPU the work is asynchronous and CPU time misses it: wall time there, CPU time here.
+    clock = time.perf_counter if device == "cuda" else time.process_time
+    best: dict[str, float] = {}
+    for _ in range(BATCH_ROUNDS):
+        for name, fn in runs.items():
+            t0 = clock()
+            fn()
+            best[name] = max(best.get(name, 0.0), BATCH / (clock() - t0))
+    for name, r in best.items():
+        print(f"  {name:<22} {r:8.0f} img/s")
+    ours_rate = best["torchdeck.batch"]
+    for name, theirs in best.items():
+        if name != "torchdeck.batch":
+            print(f"augment_batch{BATCH}: ratio {theirs / ours_rate:.3f} vs {name}  ({ours_rate / theirs:.1f}x faster)")
+
+
 if __name__ == "__main__":
     main()
+    main_batched()

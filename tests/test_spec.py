@@ -214,3 +214,35 @@ def test_schedules_per_param_group_by_name_round_trip_and_train():
     # The last training step set each group's lr from its own schedule (step steps - 1 of a run `steps` long).
     assert lrs[0] == pytest.approx(1e-3)
     assert lrs[1] == pytest.approx(3e-3 * (1 + math.cos(math.pi * (steps - 1) / steps)) / 2, rel=1e-9)
+
+
+def test_augment_round_trips_builds_into_the_task_and_errors_name_the_field():
+    from torchdeck import augment as A
+
+    spec = Experiment.parse_yaml("augment:\n- flip_x\n- rotate: {degrees: 10}\n")
+    pipe = A.Pipeline(A.FlipX(), A.Rotate(10))
+    assert spec.augment == pipe.to_spec()  # stored canonical
+    text = spec.to_yaml()
+    again = Experiment.parse_yaml(text)
+    assert again == spec and again.to_yaml() == text
+    assert Experiment.from_dict({"augment": pipe.to_spec()}) == spec
+    ns: dict = {}
+    exec(spec.to_python().split("learner = spec.build()")[0], ns)
+    assert ns["spec"] == spec
+    assert spec.build_task().augment == pipe
+    # No augmentation is the default and stays out of the YAML.
+    assert "augment" not in Experiment().to_yaml() and Experiment().build_task().augment is None
+    with pytest.raises(SpecError, match=r"^augment\[1\]: unknown transform 'rotat'; allowed: .*rotate"):
+        Experiment.from_dict({"augment": ["flip_x", {"rotat": {"degrees": 10}}]})
+    with pytest.raises(SpecError, match=r"^augment\[0\]\.Rotate: degrees must be a number .*got 'x'$"):
+        Experiment.from_dict({"augment": [{"rotate": {"degrees": "x"}}]})
+    with pytest.raises(SpecError, match=r"^augment: expected a transform name, .*got 5$"):
+        Experiment.from_dict({"augment": 5})
+    with pytest.raises(SpecError, match=r"^augment: task 'tabular-classification' takes no augmentation"):
+        Experiment.from_dict({"augment": "flip_x", "task": {"name": "tabular-classification"},
+                              "data": {"name": "iris"}})
+    with pytest.raises(SpecError, match=r"^augment: given twice"):
+        Experiment.from_dict({"augment": "flip_x", "task": {"options": {"augment": "flip_y"}}})
+    with pytest.raises(SpecError, match=r"^augment: image-classification: augment fails on a training image: "
+                                        r"Normalize: mean has 3 values"):
+        spec.with_changes(augment=["normalize"]).build_task()

@@ -18,6 +18,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from torchdeck import augment as _augment
 from torchdeck import data as _data
 from torchdeck import models as _models
 from torchdeck import optim as _optim
@@ -126,11 +127,31 @@ class Experiment(_Part):
                                       description="hyperparameter name -> schedule spec, a list with one per param "
                                                   "group, or {group name: schedule} (open lengths span the run)")
     train: TrainSpec = Field(default_factory=TrainSpec)
+    augment: list | dict | str | None = Field(None, description="training augmentation: a transform spec or a list "
+                                                                "of them (a pipeline), applied to training samples")
 
     @field_validator("optim", mode="before")
     @classmethod
     def _rule(cls, v: Any) -> dict[str, Any]:
         return _optim.rule_from_spec(v, where="optim").to_spec()  # stored in canonical form
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _canonical_augment(cls, v: Any) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        return _augment.transform_from_spec(v, where="augment").to_spec()  # stored in canonical form
+
+    @model_validator(mode="after")
+    def _task_takes_augment(self) -> "Experiment":
+        if self.augment is None:
+            return self
+        if "augment" in self.task.options:
+            raise ValueError("augment: given twice (top level and task.options.augment); keep the top-level one")
+        params = inspect.signature(_tasks.TASKS.lookup(self.task.name).__init__).parameters
+        if "augment" not in params:
+            raise ValueError(f"augment: task {self.task.name!r} takes no augmentation; set augment to null")
+        return self
 
     @field_validator("schedules", mode="before")
     @classmethod
@@ -162,11 +183,18 @@ class Experiment(_Part):
         return {k: b[0] if isinstance(b, list) and not isinstance(self.schedules[k], list) else b
                 for k, b in built.items()}
 
+    def augment_pipeline(self) -> _augment.Transform | None:
+        return None if self.augment is None else _augment.transform_from_spec(self.augment, where="augment")
+
     def build_task(self) -> _tasks.Task:
         with _field("data.options"):
             dataset = _data.load(self.data.name, **self.data.options)
-        with _field("task.options"):
-            return _tasks.get(self.task.name)(dataset, **self.task.options)
+        task_cls = _tasks.get(self.task.name)
+        if self.augment is None:
+            with _field("task.options"):
+                return task_cls(dataset, **self.task.options)
+        with _field("augment"):
+            return task_cls(dataset, **self.task.options, augment=self.augment_pipeline())
 
     def build(self, task: _tasks.Task | None = None) -> Any:
         """A ready :class:`~torchdeck.train.Learner`; ``fit()`` runs ``train.epochs`` epochs."""
@@ -206,7 +234,12 @@ class Experiment(_Part):
             return cls.parse_yaml(f.read())
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        d = self.model_dump(mode="json")
+        # No augmentation is the default and is left out, so specs written before the field
+        # existed stay canonical (and the YAML shows augment only when a run uses it).
+        if d["augment"] is None:
+            del d["augment"]
+        return d
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)

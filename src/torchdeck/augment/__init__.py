@@ -24,6 +24,7 @@ from torchdeck.augment._projective import (Affine, FlipX, FlipY, Perspective, Re
                                            ScaleKeepAspect, Shear, Translate, Zoom)
 from torchdeck.augment._rng import worker_seed
 from torchdeck.augment._spec import transform_from_spec
+from torchdeck.augment._torch_backend import apply_batch, sample_seeds
 
 __all__ = [
     # items
@@ -40,4 +41,6 @@ __all__ = [
     "Plan", "Step", "Warp", "Values", "ItemOp", "Explanation", "Options", "transform_from_spec",
     "Transform", "Projective", "Pointwise", "PixelOp", "SKIP", "TRANSFORMS", "register_transform",
     "KERNELS", "register_kernel", "find_kernel", "worker_seed", "sample_photo", "synthetic_photo",
+    # the batched torch backend
+    "apply_batch", "sample_seeds",
 ]

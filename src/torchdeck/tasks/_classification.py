@@ -1,18 +1,78 @@
-"""Single-label image classification."""
+"""Single-label image classification, with optional training augmentation."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchdeck import augment as A
 from torchdeck.data import ImageDataset, TensorLoader
 from torchdeck.tasks._base import Grid, Task, register_task
 
-__all__ = ["ImageClassification"]
+__all__ = ["ImageClassification", "AugmentedLoader"]
+
+_SEED_BOUND = 2**63 - 1
+
+
+class AugmentedLoader:
+    """Training batches augmented afresh each pass: ``(encode(augment(images[idx])), y[idx])``.
+
+    Randomness comes only from ``generator`` (seeded by ``seed``): each pass draws the order and
+    then one epoch seed; sample ``i`` (its index in the data set, not its place in the batch)
+    is augmented with seed ``epoch_seed + i``. So a run replays exactly from ``seed``, a sample
+    looks different every epoch, and a checkpoint that saves ``generator`` resumes the same
+    augmentations. The same interface as :class:`~torchdeck.data.TensorLoader`.
+
+    Args:
+        images: (N, H, W, C) uint8, the un-augmented training images.
+        y: (N,) encoded targets.
+        augment: the pipeline; it must return uint8 images (the task normalises afterwards).
+        encode: (N, H', W', C) uint8 -> model inputs.
+    """
+
+    def __init__(self, images: np.ndarray, y: torch.Tensor, augment: A.Transform,
+                 encode: Any, batch_size: int = 64, *, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False) -> None:
+        if len(images) != len(y):
+            raise ValueError(f"AugmentedLoader: images has {len(images)} samples, y has {len(y)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"AugmentedLoader: batch_size must be a positive integer, got {batch_size!r}")
+        self.images, self.y = images, y
+        self.augment, self.encode = augment, encode
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.images)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        epoch_seed = int(torch.randint(_SEED_BOUND, (), generator=self.generator, dtype=torch.int64))
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:min(n, (b + 1) * self.batch_size)]
+            images = [augment_image(self.augment, self.images[i], epoch_seed + i) for i in idx.tolist()]
+            if len({im.shape for im in images}) > 1:
+                raise ValueError("image-classification: augment gives images of different sizes "
+                                 f"({sorted({im.shape[:2] for im in images})}); end it with resize or a fixed-size crop")
+            yield self.encode(np.stack(images)), self.y[idx]
+
+
+def augment_image(augment: A.Transform, image: np.ndarray, seed: int) -> np.ndarray:
+    """One H×W×C uint8 image through ``augment``; the result must still be H'×W'×C uint8."""
+    out = augment(image, seed=seed)
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 3 or out.shape[2] != image.shape[2]:
+        got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {tuple(getattr(out, 'shape', ()))}".strip()
+        raise ValueError(f"augment must give uint8 images like its input (the task scales and "
+                         f"normalises them itself: leave normalize out), got {got}")
+    return out
 
 
 @register_task("image-classification")
@@ -23,6 +83,9 @@ class ImageClassification(Task):
     Args:
         data: an :class:`~torchdeck.data.ImageDataset`.
         size: side of the square input the model sees; ``None`` keeps the data's size.
+        augment: a transform (``A.Pipeline(A.FlipX(), A.Rotate(10))``), its spec, or ``None``;
+            applied to training samples only, each pass anew (see :class:`AugmentedLoader`).
+            Its output is resized to ``size`` (or the data's size) before normalising.
     """
 
     blocks = ("image", "label")
@@ -32,11 +95,15 @@ class ImageClassification(Task):
             raise ValueError(f"image-classification: data must be an ImageDataset, got {type(data).__name__}")
         if size is not None and (not isinstance(size, int) or size < 2):
             raise ValueError(f"image-classification: size must be an integer >= 2 or null, got {size!r}")
-        if augment is not None:
-            raise ValueError("image-classification: augment is not supported yet; leave it null")
         self.data = data
         self.size = size
         train_x, _ = data.split("train")
+        self.augment = None if augment is None else A.transform_from_spec(augment, where="augment")
+        if self.augment is not None and len(train_x):
+            try:  # refuse a pipeline that cannot run on this data now, not mid-epoch
+                augment_image(self.augment, train_x[0], 0)
+            except ValueError as e:
+                raise ValueError(f"image-classification: augment fails on a training image: {e}") from None
         pixels = train_x.reshape(-1, train_x.shape[-1]).astype(np.float64) / 255.0
         self.mean = torch.tensor(pixels.mean(axis=0), dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(pixels.std(axis=0) + 1e-6, dtype=torch.float32).view(1, -1, 1, 1)
@@ -50,10 +117,19 @@ class ImageClassification(Task):
 
     def encode_inputs(self, images: np.ndarray) -> torch.Tensor:
         """(N, H, W, C) uint8 -> (N, C, size, size) float32."""
+        return self._encode(images, self.size)
+
+    def _encode(self, images: np.ndarray, size: int | tuple[int, int] | None) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-        if self.size is not None and x.shape[-2:] != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        if size is not None:
+            hw = (size, size) if isinstance(size, int) else size
+            if x.shape[-2:] != hw:
+                x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
         return (x - self.mean) / self.std
+
+    def _encode_augmented(self, images: np.ndarray) -> torch.Tensor:
+        # An augmentation may crop or rescale: the model still sees the size valid inputs have.
+        return self._encode(images, self.size if self.size is not None else tuple(self.data.images.shape[1:3]))
 
     def encode_targets(self, labels: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(labels, dtype=torch.int64)
@@ -62,10 +138,14 @@ class ImageClassification(Task):
         """Logits (N, classes) -> class names."""
         return [self.classes[i] for i in outputs.argmax(dim=1).tolist()]
 
-    def loaders(self, batch_size: int = 64, *, seed: int = 0) -> dict[str, TensorLoader]:
-        out = {}
+    def loaders(self, batch_size: int = 64, *, seed: int = 0) -> dict[str, TensorLoader | AugmentedLoader]:
+        out: dict[str, TensorLoader | AugmentedLoader] = {}
         for split in ("train", "valid"):
             images, labels = self.data.split(split)
+            if split == "train" and self.augment is not None:
+                out[split] = AugmentedLoader(images, self.encode_targets(labels), self.augment, self._encode_augmented,
+                                             batch_size, shuffle=True, seed=seed)
+                continue
             out[split] = TensorLoader(self.encode_inputs(images), self.encode_targets(labels), batch_size,
                                       shuffle=split == "train", seed=seed)
         return out
