@@ -186,6 +186,18 @@ class Experiment(_Part):
     def augment_pipeline(self) -> _augment.Transform | None:
         return None if self.augment is None else _augment.transform_from_spec(self.augment, where="augment")
 
+    def schedule_curves(self) -> dict[str, _schedules.Schedule]:
+        """One schedule per curve to draw: ``lr``, or ``lr [*.bias]`` / ``lr [0]`` for schedules
+        given per param group."""
+        out: dict[str, _schedules.Schedule] = {}
+        for key, built in self.schedule_objects().items():
+            if isinstance(built, _schedules.Schedule):
+                out[key] = built
+            else:
+                items = built.items() if isinstance(built, dict) else enumerate(built)
+                out.update({f"{key} [{group}]": s for group, s in items})
+        return out
+
     def build_task(self) -> _tasks.Task:
         with _field("data.options"):
             dataset = _data.load(self.data.name, **self.data.options)

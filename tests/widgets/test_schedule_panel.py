@@ -276,3 +276,23 @@ def test_the_marker_stays_at_the_last_step_of_a_stopped_run(studio_at_default):
     assert run.join(30) and run.status == "stopped"
     assert panel.current_step == run.learner.history.steps[-1] >= 4
     assert panel.figure.layout.shapes[0].x0 == panel.current_step
+
+
+def test_schedules_per_param_group_are_plotted_per_group_and_left_to_the_yaml():
+    from torchdeck import Experiment
+    from torchdeck.schedules import Linear
+    from torchdeck.widgets import Studio
+
+    spec = Experiment.from_dict({
+        "optim": {"partition": {"*.bias": "adam", "*": "adamw"}},
+        "schedules": {"lr": {"*.bias": 0.1, "*": {"linear": {"start": 0.0, "end": 1e-3, "steps": 10}}}}})
+    studio = Studio(spec)
+    panel = studio.schedule_panel
+    assert studio.state.error == ""
+    traces = {t.name: t for t in panel.figure.data}
+    assert {"lr [*.bias]", "lr [*]"} <= set(traces)
+    xs, ys = np.asarray(traces["lr [*]"].x), np.asarray(traces["lr [*]"].y)
+    np.testing.assert_allclose(ys, Linear(0.0, 1e-3, steps=10).values(xs.astype(int)), rtol=0, atol=0)
+    assert set(np.asarray(traces["lr [*.bias]"].y)) == {0.1}
+    assert "one schedule per param group" in panel.tree.sections.children[-1].value
+    assert "'*.bias': S.Constant(value=0.1)" in panel.python.value.replace("&#x27;", "'")

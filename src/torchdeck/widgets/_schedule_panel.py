@@ -66,8 +66,17 @@ def schedules_code(schedules: dict[str, Any]) -> str:
     """Python that builds the spec's schedules: ``schedules = {"lr": S.Sequence(...)}``."""
     lines = ["from torchdeck import schedules as S", "", "schedules = {"]
     for key, node in schedules.items():
-        lines.append(f"    {key!r}: {_node_code(node, 4)},")
+        lines.append(f"    {key!r}: {_hyper_code(node)},")
     return "\n".join(lines + ["}"]) + "\n"
+
+
+def _hyper_code(node: Any) -> str:
+    """One hyperparameter's schedules: one, a list per param group, or ``{group: schedule}``."""
+    if isinstance(node, list):
+        return "[" + ", ".join(_node_code(v, None) for v in node) + "]"
+    if len(node) == 1 and next(iter(node)) in SCHEDULES:
+        return _node_code(node, 4)
+    return "{" + ", ".join(f"{g!r}: {_node_code(v, None)}" for g, v in node.items()) + "}"
 
 
 def schedules_yaml(schedules: dict[str, Any]) -> str:
@@ -135,7 +144,7 @@ class SchedulePanel(W.VBox):
     # -- the curves ---------------------------------------------------------------------------
     def _plan(self) -> None:
         total = self.state.total_steps()
-        self._fitted = {k: s.fit_to(total) for k, s in self.state.spec.schedule_objects().items()}
+        self._fitted = {k: s.fit_to(total) for k, s in self.state.spec.schedule_curves().items()}
         self._curves = {k: curve(s, total, self.max_points) for k, s in self._fitted.items()}
 
     def _names(self) -> list[str]:
@@ -143,7 +152,7 @@ class SchedulePanel(W.VBox):
 
     def _traces(self) -> list[go.Scatter]:
         def axis(key: str) -> str:
-            return "y" if key == "lr" else "y2"
+            return "y" if key.split(" [")[0] == "lr" else "y2"
         color = {k: _COLORS[i % len(_COLORS)] for i, k in enumerate(self._curves)}
         curves = [go.Scatter(x=xs, y=ys, mode="lines", name=k, yaxis=axis(k), line=dict(color=color[k]))
                   for k, (xs, ys) in self._curves.items()]
@@ -160,7 +169,7 @@ class SchedulePanel(W.VBox):
         layout = self.figure.layout
         layout.xaxis.range = [0, last]
         layout.xaxis2.range = [0, last / self.state.steps_per_epoch()]
-        others = [k for k in self._curves if k != "lr"]
+        others = sorted({k.split(" [")[0] for k in self._curves} - {"lr"})
         layout.yaxis2.title = ", ".join(others) if others else None
 
     def refresh(self, force: bool = False) -> None:
@@ -221,7 +230,7 @@ class SchedulePanel(W.VBox):
     def editors(self) -> types.SimpleNamespace:
         """Every value input of the tree named as the flat editor before it named them
         (``lr: linear.start``), in tree order. For existing callers; new code uses ``tree.row``."""
-        roots = self.state.spec.schedule_objects()
+        roots = self.tree._roots()
         out = []
         for key, root in roots.items():
             for path, node in walk(root):

@@ -505,7 +505,12 @@ class ScheduleTree(W.VBox):
         return schedules
 
     def _roots(self) -> dict[str, Schedule]:
-        return self.state.spec.schedule_objects()
+        # Schedules given per param group (a list, or by group name) are plotted but edited
+        # in the YAML: the tree has no group selector yet.
+        return {k: s for k, s in self.state.spec.schedule_objects().items() if isinstance(s, Schedule)}
+
+    def _per_group_keys(self) -> list[str]:
+        return [k for k in self.state.spec.schedules if k not in self._roots()]
 
     def _span(self, key: str, path: Path) -> int:
         """Steps the node at ``path`` covers in the planned run."""
@@ -642,7 +647,8 @@ class ScheduleTree(W.VBox):
         roots = self._roots()
         shape = ([(key, path, node.name, [f.name for f in self._inputs(node, node_at(root, path[:-1]) if path else None,
                                                                       path)[0]])
-                  for key, root in roots.items() for path, node in walk(root)], self._free_hypers())
+                  for key, root in roots.items() for path, node in walk(root)], self._free_hypers(),
+                 self._per_group_keys())
         self._syncing = True
         try:
             if shape != self._shape:
@@ -671,6 +677,11 @@ class ScheduleTree(W.VBox):
             section = W.VBox(boxes)
             section.add_class("td-sched-hyper")
             sections.append(section)
+        for key in self._per_group_keys():
+            note = W.HTML(f"<b>{html.escape(key)}</b>: one schedule per param group (plotted above); "
+                          "edit it in the Spec (YAML) panel")
+            note.add_class("td-sched-hyper")
+            sections.append(note)
         self.sections.children = sections
         free = self._free_hypers()
         self.hyper_picker.options = free
