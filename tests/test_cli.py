@@ -66,7 +66,7 @@ def test_check_python_prints_a_script(capsys):
 
 
 BAD = {
-    "unknown_rule": ("optim: {adamw: {}}\n", ["optim:", "unknown rule 'adamw'", "allowed:"]),
+    "unknown_rule": ("optim: {adamz: {}}\n", ["optim:", "unknown rule 'adamz'", "allowed:"]),
     "negative_lr": ("optim:\n  chain:\n  - adam: {}\n  - scale_lr: {lr: -0.01}\n",
                     ["optim.chain[1].scale_lr:", "lr must be in [0.0, inf)", "got -0.01"]),
     "missing_weights": ("model: {weights: no/such/file.safetensors}\n",
@@ -112,3 +112,29 @@ def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as info:
         cli.main(["train"])
     assert info.value.code == 2
+
+
+def test_export_writes_checked_onnx_with_the_given_weights(capsys, tmp_path):
+    # Weights from another seed: the exported file must compute that model, not the spec's fresh one.
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from safetensors.torch import save_file
+
+    spec = str(EXAMPLE)
+    other = Experiment.from_yaml(EXAMPLE).with_changes(seed=1).build().model.eval()
+    weights, out = tmp_path / "w.safetensors", tmp_path / "m.onnx"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(weights))
+    assert cli.main(["export", spec, "--weights", str(weights), "--out", str(out), "--exporter", "torchscript"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"torchdeck: weights {weights}: loaded ")
+    assert lines[-1].startswith(f"torchdeck: exported small_cnn to {out}: torchscript exporter, opset ")
+    diff = float(lines[-1].split("max abs diff ")[1].split()[0])
+    assert 0.0 <= diff <= 1e-4
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, other(x).numpy(), atol=1e-4, rtol=0)
+        assert not np.allclose(got, Experiment.from_yaml(EXAMPLE).build().model.eval()(x).numpy(), atol=1e-2)
+    assert cli.main(["export", spec, "--weights", str(tmp_path / "nope.safetensors"), "--out", str(out)]) == 2
+    assert "model.weights: file not found" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``torchdeck`` on the command line: ``train`` a spec headless, ``check`` one, or open the ``studio``."""
+"""``torchdeck`` on the command line: ``train`` a spec headless, ``check`` one, ``export`` its model to
+ONNX, or open the ``studio``."""
 
 from __future__ import annotations
 
@@ -54,6 +55,22 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from torchdeck.models import export_onnx
+    from torchdeck.spec import Experiment
+
+    spec = Experiment.from_yaml(args.spec)
+    if args.weights:
+        spec = spec.with_changes(**{"model.weights": args.weights})
+    learner = spec.build()
+    if learner.weights_report is not None:
+        print(f"torchdeck: weights {learner.weights_report}", flush=True)
+    report = export_onnx(learner, args.out, dynamic_batch=not args.fixed_batch, opset=args.opset,
+                         check=not args.no_check, atol=args.atol, exporter=args.exporter)
+    print(f"torchdeck: exported {spec.model.backbone} to {report}", flush=True)
+    return 0
+
+
 def _studio(args: argparse.Namespace) -> int:
     notebook = Path(__file__).resolve().parents[2] / "app" / "studio.ipynb"
     if not notebook.is_file():
@@ -78,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("spec")
     c.add_argument("--python", action="store_true", help="print a Python script that runs it instead")
     c.set_defaults(fn=_check)
+    e = sub.add_parser("export", help="export the spec's model to ONNX and check it with onnxruntime")
+    e.add_argument("spec", help="a YAML spec; its model (and data, for an example batch) is built")
+    e.add_argument("--weights", help="weights to load first (.safetensors or a torch state dict); "
+                                     "overrides model.weights")
+    e.add_argument("--out", required=True, help="the .onnx file to write")
+    e.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
+                   help="torch's exporter (default: dynamo; torchscript is faster but deprecated by torch)")
+    e.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    e.add_argument("--fixed-batch", action="store_true", help="fix the batch size to the example's")
+    e.add_argument("--atol", type=float, help="largest accepted |onnxruntime - torch| (default 1e-4 for float32)")
+    e.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
+    e.set_defaults(fn=_export)
     s = sub.add_parser("studio", help="serve the Studio with Voila on 127.0.0.1")
     s.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8866)))
     s.set_defaults(fn=_studio)

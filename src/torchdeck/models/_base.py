@@ -28,7 +28,12 @@ def build_backbone(name: str, in_channels: int, **options: Any) -> tuple[nn.Modu
 
 class Model(nn.Module):
     """``head(backbone(x))`` with both parts reachable, so they can be frozen or given
-    their own learning rates."""
+    their own learning rates.
+
+    The backbone gives a vector per sample (a classifier's head reads it) or, for a dense
+    task, an :class:`~torchdeck.models.Encoder`'s list of feature maps (a U-Net decoder or a
+    keypoint head reads them all).
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()

@@ -1,0 +1,104 @@
+"""What the vision tasks on the ``shapes`` data share: the data check, the input encoding,
+and drawing targets onto images for ``show_batch`` / ``show_results``."""
+
+from __future__ import annotations
+
+import colorsys
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from torchdeck.data import ShapesDataset
+from torchdeck.tasks._base import Task
+
+__all__ = ["ShapesTask", "palette", "overlay_masks", "draw_points"]
+
+
+def palette(n: int) -> np.ndarray:
+    """(n, 3) uint8 RGB, hues spread evenly, fully saturated: one colour per class."""
+    return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(k / max(n, 1), 1.0, 1.0)] for k in range(n)],
+                    np.uint8)
+
+
+def overlay_masks(images: np.ndarray, masks: np.ndarray, n_classes: int, *, alpha: float = 0.55) -> np.ndarray:
+    """Images (N, H, W, 3) uint8 with class ``k >= 1`` of ``masks`` (N, H, W) tinted in
+    ``palette(n_classes - 1)[k - 1]``; background (0) left as is."""
+    colours = np.concatenate([np.zeros((1, 3), np.uint8), palette(n_classes - 1)])
+    tint = colours[masks].astype(np.float32)
+    out = images.astype(np.float32)
+    fg = (masks > 0)[..., None]
+    out = np.where(fg, (1 - alpha) * out + alpha * tint, out)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def draw_points(images: np.ndarray, points: np.ndarray, colour: tuple[int, int, int], *, arm: int = 2) -> np.ndarray:
+    """Images (N, H, W, 3) uint8 with a cross of ``arm`` pixels at each point (N, K, 2) (x, y
+    in pixel coordinates: pixel (i, j) covers [j, j + 1) x [i, i + 1)); a copy."""
+    out = images.copy()
+    h, w = images.shape[1:3]
+    for n, pts in enumerate(points):
+        for x, y in pts:
+            if not (np.isfinite(x) and np.isfinite(y)):
+                continue
+            j, i = int(np.floor(x)), int(np.floor(y))
+            for d in range(-arm, arm + 1):
+                if 0 <= i < h and 0 <= j + d < w:
+                    out[n, i, j + d] = colour
+                if 0 <= i + d < h and 0 <= j < w:
+                    out[n, i + d, j] = colour
+    return out
+
+
+class ShapesTask(Task):
+    """Base of the tasks that read images and one target field of a
+    :class:`~torchdeck.data.ShapesDataset`.
+
+    Inputs are scaled to [0, 1], resized to ``size`` (bilinear, antialiased when shrinking)
+    and normalised with the training split's per-channel mean and std.
+    """
+
+    target_field: ClassVar[str] = "labels"
+    min_size: ClassVar[int] = 8
+
+    def __init__(self, data: ShapesDataset, size: int | None = None, augment: Any = None) -> None:
+        if not isinstance(data, ShapesDataset):
+            raise ValueError(f"{self.name}: data must be a ShapesDataset (data.load('shapes', ...)), "
+                             f"got {type(data).__name__}")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < self.min_size):
+            raise ValueError(f"{self.name}: size must be an integer >= {self.min_size} or null, got {size!r}")
+        if augment is not None:
+            raise ValueError(f"{self.name}: augment is not supported yet; leave it null")
+        self.data = data
+        self.size = size
+        train_x, _ = data.split("train")
+        pixels = train_x.reshape(-1, train_x.shape[-1]).astype(np.float64) / 255.0
+        self.mean = torch.tensor(pixels.mean(axis=0), dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(pixels.std(axis=0) + 1e-6, dtype=torch.float32).view(1, -1, 1, 1)
+
+    @property
+    def side(self) -> int:
+        """Side of the square input the model sees."""
+        return self.size if self.size is not None else self.data.size
+
+    def input_channels(self) -> int:
+        return int(self.data.images.shape[-1])
+
+    def samples(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.split(split, self.target_field)
+
+    def encode_inputs(self, images: np.ndarray) -> torch.Tensor:
+        """(N, H, W, C) uint8 -> (N, C, size, size) float32."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(f"{self.name}: images must be (N, H, W, C) uint8, got {images.shape} {images.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-2:] != (self.side, self.side):
+            x = F.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    def _first(self, n: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+        images, targets = self.samples(split)
+        n = min(n, len(images))
+        return images[:n], targets[:n]
