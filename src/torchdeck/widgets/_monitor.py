@@ -35,10 +35,7 @@ def _scatter(key: str, label: str, mode: str, row: int) -> go.Scatter:
 def _chart(series: list[Series]) -> LiveFigure:
     """Loss (log scale) above, metrics below, one shared step axis.
 
-    One figure, so every redraw is one message. With a separate metric figure, updated only
-    at epoch ends, Chromium under Voila sometimes never applied any of its updates (about
-    one run in five; the loss figure, updated every redraw, always drew); the cause was not
-    found, and the single figure has not shown it since.
+    One figure, so every redraw is one message.
     """
     # Traces go in at construction: Voila renders widgets from their state after the
     # notebook ran, so trace additions sent before the page existed would be lost.
@@ -115,12 +112,22 @@ class TrainingMonitor(W.VBox):
     def _index_traces(self) -> None:
         self._traces = {key: trace for (key, *_), trace in zip(self._series(), self.chart.data)}
 
-    def _remake_traces(self) -> None:
-        with self.chart.lock:
-            self.chart.data = ()
-            for s in self._series():
-                self.chart.add_trace(_scatter(*s))
-            self._index_traces()
+    def _new_chart(self) -> None:
+        """A fresh figure for the next run, in the old one's place.
+
+        Why fresh: anywidget (0.11) gives a widget model 2 s from its creation to import its
+        front end and be ready, and drops every later message to a model that missed it,
+        silently. plotly's front end is a 4.9 MB bundle imported per figure; at page load,
+        with the other figures loading too and the CPU busy, the chart sometimes missed the
+        deadline and stayed empty for the whole run. A figure made when Train is pressed loads
+        alone, on an idle page. (Found by instrumenting the kernel and the page; the schedule
+        plot and the playground load at page load and draw from their first state either way.)
+        """
+        old = self.chart
+        self.chart = _chart(self._series())
+        self._index_traces()
+        self.children = tuple(self.chart if c is old else c for c in self.children)
+        old.close()
 
     def redraw(self) -> None:
         """Copy the stream into the charts: one message per figure."""
@@ -158,8 +165,7 @@ class TrainingMonitor(W.VBox):
         except Exception as e:  # a spec that validates can still fail to build; keep the Studio alive
             self.state.error = f"could not build the run: {e}"
             return None
-        if [t.name for t in self.chart.data] != [label for _, label, *_ in self._series()]:
-            self._remake_traces()
+        self._new_chart()
         learner.add_callback(self.stream)
         self.learner = learner
         self._set_status("running")
@@ -200,4 +206,4 @@ class TrainingMonitor(W.VBox):
         self.epochs.value = change["new"].train.epochs
         # A running run keeps its charts; a new task's traces come at the next start.
         if (self.run is None or self.run.done) and change["old"].task != change["new"].task:
-            self._remake_traces()
+            self._new_chart()
