@@ -77,6 +77,20 @@ class SGD(ScaleLR):
     name = "sgd"
 
 
+def _velocity_(state: "MomentumState", updates: list[torch.Tensor], rho: float, keep: float) -> None:
+    """torch.optim.SGD's momentum buffer, in place: the gradient itself on a parameter's first
+    step, then ``v = rho * v + keep * g``. Shared by momentum and nesterov."""
+    ts = _advance(state.count)
+    first = [j for j, t in enumerate(ts) if t == 1]
+    later = [j for j, t in enumerate(ts) if t != 1]
+    if first:
+        torch._foreach_copy_([state.velocity[j] for j in first], [updates[j] for j in first])
+    if later:
+        velocity = [state.velocity[j] for j in later]
+        torch._foreach_mul_(velocity, rho)
+        torch._foreach_add_(velocity, [updates[j] for j in later], alpha=keep)
+
+
 class MomentumState(NamedTuple):
     count: tuple[torch.Tensor, ...]
     velocity: tuple[torch.Tensor, ...]
@@ -103,15 +117,7 @@ class Momentum(Rule):
         del params
         if not updates:
             return updates, state
-        ts = _advance(state.count)
-        first = [j for j, t in enumerate(ts) if t == 1]
-        later = [j for j, t in enumerate(ts) if t != 1]
-        if first:
-            torch._foreach_copy_([state.velocity[j] for j in first], [updates[j] for j in first])
-        if later:
-            velocity = [state.velocity[j] for j in later]
-            torch._foreach_mul_(velocity, self.rho)
-            torch._foreach_add_(velocity, [updates[j] for j in later], alpha=1.0 - self.dampening)
+        _velocity_(state, updates, self.rho, 1.0 - self.dampening)
         return torch._foreach_mul(list(state.velocity), self.lr), state
 
 

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 
 from torchdeck.optim._base import Rule, hyper, register_rule
-from torchdeck.optim._rules import MomentumState, _advance, _per_param, _step_counts, _zeros_like
+from torchdeck.optim._rules import MomentumState, _advance, _per_param, _step_counts, _velocity_, _zeros_like
 
 __all__ = ["L2", "Nesterov", "RMSprop", "Adagrad", "Adadelta", "Rprop",
            "RMSpropState", "AdagradState", "AdadeltaState", "RpropState", "flag"]
@@ -67,15 +67,7 @@ class Nesterov(Rule):
         del params
         if not updates:
             return updates, state
-        ts = _advance(state.count)
-        first = [j for j, t in enumerate(ts) if t == 1]
-        later = [j for j, t in enumerate(ts) if t != 1]
-        if first:
-            torch._foreach_copy_([state.velocity[j] for j in first], [updates[j] for j in first])
-        if later:
-            velocity = [state.velocity[j] for j in later]
-            torch._foreach_mul_(velocity, self.rho)
-            torch._foreach_add_(velocity, [updates[j] for j in later])
+        _velocity_(state, updates, self.rho, 1.0)
         torch._foreach_add_(updates, list(state.velocity), alpha=self.rho)
         if self.lr != 1.0:  # a multiply by 1.0 is exact: skip the pass
             torch._foreach_mul_(updates, self.lr)
