@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any, Callable
@@ -13,6 +14,12 @@ from torchdeck.train._metrics import SummedMetric, get_metric
 from torchdeck.train._state import TrainState
 
 __all__ = ["Metrics", "Recorder", "ProgressBar", "current_lr"]
+
+
+def _batch_size(yb: Any) -> int:
+    """Samples in a batch's targets: a tensor's first dimension, else ``len`` (a list of
+    per-image targets). Called every step: ``len()`` of a tensor costs three times ``shape[0]``."""
+    return yb.shape[0] if isinstance(yb, torch.Tensor) else len(yb)
 
 
 def current_lr(state: TrainState) -> float:
@@ -36,18 +43,21 @@ class Metrics(Callback):
                  train_metrics: bool = False) -> None:
         self.metrics = [get_metric(m) for m in metrics]
         self.train_metrics = train_metrics
+        self._active: list[tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = []
+        self._losses: list[torch.Tensor] = []
         self._values: dict[str, list[torch.Tensor]] = {}
         self._sizes: list[int] = []
 
     def epoch_begin(self, state: TrainState) -> None:
         measured = self.metrics if (self.train_metrics or not state.phase.training) else []
         self._active = measured
-        self._values = {name: [] for name in ["loss", *(n for n, _ in measured)]}
+        self._losses = []
+        self._values = {name: [] for name, _ in measured}
         self._sizes = []
 
     def step_end(self, state: TrainState) -> None:
-        self._sizes.append(len(state.yb))
-        self._values["loss"].append(state.loss.detach())
+        self._sizes.append(_batch_size(state.yb))
+        self._losses.append(state.loss.detach())
         if self._active:
             pred = state.pred.detach()
             for name, fn in self._active:
@@ -60,13 +70,13 @@ class Metrics(Callback):
             return
         sizes = torch.tensor(self._sizes, dtype=torch.float64)
         summed = {name: fn for name, fn in self._active if isinstance(fn, SummedMetric)}
-        names = [n for n in self._values if n not in summed]
+        means = {"loss": self._losses, **{n: v for n, v in self._values.items() if n not in summed}}
         # One host sync per epoch for all batch-mean values (and one per summed metric).
-        table = torch.stack([torch.stack(self._values[n]).to(torch.float64).cpu() for n in names])
-        values = dict(zip(names, (table @ sizes / sizes.sum()).tolist()))
+        table = torch.stack([torch.stack(v).to(torch.float64).cpu() for v in means.values()])
+        values = dict(zip(means, (table @ sizes / sizes.sum()).tolist()))
         for name, fn in summed.items():
             values[name] = float(fn.reduce(torch.stack(self._values[name]).sum(0)))
-        for name in self._values:
+        for name in ("loss", *self._values):
             state.metrics[f"{state.phase.name}_{name}"] = values[name]
 
     def __repr__(self) -> str:
@@ -106,22 +116,48 @@ class Recorder(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per phase that replaces itself (no pile-up), and one summary line per epoch."""
+    """A tqdm bar per phase that replaces itself (no pile-up), and one summary line per epoch.
+
+    A phase's bar appears once the phase has run ``delay`` seconds (as tqdm's own ``delay``;
+    the bar's clock starts then): a phase shorter than that shows only its epoch line. Tiny
+    epochs then neither flicker a bar for a few milliseconds nor pay, every epoch, for making
+    one (in a notebook, a widget).
+
+    Args:
+        file: where bars and epoch lines go (default: bars to stderr, lines to stdout).
+        delay: seconds a phase runs before its bar appears; 0 shows every bar at once.
+        clock: the time source, in seconds (tests pass a fake one).
+    """
 
     reads = ("phase", "epoch", "epochs", "batches", "loss", "metrics")
     after = (Recorder,)
 
-    def __init__(self, file: Any = None) -> None:
+    def __init__(self, file: Any = None, *, delay: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < math.inf:
+            raise ValueError(f"ProgressBar: delay must be a number of seconds >= 0, got {delay!r}")
         self.file = file
+        self.delay = delay
+        self.clock = clock
         self._bar: Any = None
+        self._done = 0          # steps of the running phase so far
+        self._total = 0
+        self._desc = ""
+        self._start = 0.0
 
     def epoch_begin(self, state: TrainState) -> None:
-        from tqdm.auto import tqdm
-        self._bar = tqdm(total=state.batches.get(state.phase.name, 0), leave=False, file=self.file or sys.stderr,
-                         desc=f"epoch {state.epoch + 1}/{state.epochs} {state.phase.name}", dynamic_ncols=True)
+        self._close()
+        self._done, self._start = 0, self.clock()
+        self._total = state.batches.get(state.phase.name, 0)
+        self._desc = f"epoch {state.epoch + 1}/{state.epochs} {state.phase.name}"
+        if self.delay == 0:
+            self._open()
 
     def step_end(self, state: TrainState) -> None:
-        self._bar.update(1)
+        self._done += 1
+        if self._bar is not None:
+            self._bar.update(1)
+        elif self.clock() - self._start >= self.delay:
+            self._open()
 
     def epoch_end(self, state: TrainState) -> None:
         self._close()
@@ -133,7 +169,15 @@ class ProgressBar(Callback):
     def fit_end(self, state: TrainState) -> None:
         self._close()
 
+    def _open(self) -> None:
+        from tqdm.auto import tqdm
+        self._bar = tqdm(total=self._total, initial=self._done, leave=False, file=self.file or sys.stderr,
+                         desc=self._desc, dynamic_ncols=True)
+
     def _close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def __repr__(self) -> str:
+        return f"ProgressBar(delay={self.delay})"
