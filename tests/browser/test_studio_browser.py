@@ -56,6 +56,10 @@ def test_train_then_stop_in_voila(voila_url, browser):
     # Row 2 of the chart (axes x2/y2) holds the accuracy; row 1 the losses.
     page.wait_for_selector(".td-train-chart .subplot.x2y2 .scatterlayer .trace .points path", timeout=30_000)
     page.wait_for_selector(".td-train-chart .subplot.xy .scatterlayer .trace path.js-line", timeout=30_000)
+    # The schedule plot, a second figure updated from the trainer thread, marks the run's step.
+    page.wait_for_function(
+        """() => Array.from(document.querySelectorAll('.td-schedule-chart .annotation-text'))
+                     .some(el => /^\\s*step [0-9]+$/.test(el.textContent))""", timeout=30_000, polling=250)
     assert "status: running" in page.locator(".td-status").inner_text()
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
