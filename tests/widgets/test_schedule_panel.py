@@ -278,7 +278,7 @@ def test_the_marker_stays_at_the_last_step_of_a_stopped_run(studio_at_default):
     assert panel.figure.layout.shapes[0].x0 == panel.current_step
 
 
-def test_schedules_per_param_group_are_plotted_per_group_and_left_to_the_yaml():
+def test_schedules_per_param_group_are_plotted_and_edited_per_group():
     from torchdeck import Experiment
     from torchdeck.schedules import Linear
     from torchdeck.widgets import Studio
@@ -294,5 +294,8 @@ def test_schedules_per_param_group_are_plotted_per_group_and_left_to_the_yaml():
     xs, ys = np.asarray(traces["lr [*]"].x), np.asarray(traces["lr [*]"].y)
     np.testing.assert_allclose(ys, Linear(0.0, 1e-3, steps=10).values(xs.astype(int)), rtol=0, atol=0)
     assert set(np.asarray(traces["lr [*.bias]"].y)) == {0.1}
-    assert "one schedule per param group" in panel.tree.sections.children[-1].value
+    # Each group's schedule is its own tree, and its section says it is split per group.
+    assert {key for key, path in panel.tree.rows if path == ()} == {("lr", "*.bias"), ("lr", "*")}
+    assert panel.tree.hypers["lr"].per_group.value and not panel.tree.hypers["lr"].per_group.disabled
+    assert panel.tree.row(("lr", "*")).fields["end"].value == 1e-3
     assert "'*.bias': S.Constant(value=0.1)" in panel.python.value.replace("&#x27;", "'")

@@ -21,7 +21,7 @@ from plotly.colors import qualitative
 
 from torchdeck.schedules import SCHEDULES, Schedule, curve
 from torchdeck.widgets._figure import LiveFigure
-from torchdeck.widgets._schedule_tree import ScheduleTree, walk
+from torchdeck.widgets._schedule_tree import ScheduleTree, key_name, walk
 from torchdeck.widgets._state import StudioState
 
 __all__ = ["SchedulePanel", "schedules_code", "schedules_yaml"]
@@ -98,11 +98,12 @@ class _FlatField:
 
 # -- the panel -----------------------------------------------------------------------------------
 class SchedulePanel(W.VBox):
-    """One curve per scheduled hyperparameter over the run the spec plans (lr on the left axis,
-    the others, such as momentum, on the right; steps below, epochs above), the tree editor
-    below it, and the schedules as Python and YAML. Curves are thinned to ``max_points`` by
-    bucket min/max (``schedules.curve``), so the peaks stay exact on long runs. During a run
-    a dotted line and a point on each curve mark ``current_step``."""
+    """One curve per scheduled hyperparameter (per param group when it is split by group) over
+    the run the spec plans (lr on the left axis, the others, such as momentum, on the right;
+    steps below, epochs above), the tree editor below it, and the schedules as Python and
+    YAML. Curves are thinned to ``max_points`` by bucket min/max (``schedules.curve``), so the
+    peaks stay exact on long runs. During a run a dotted line and a point on each curve mark
+    ``current_step``."""
 
     current_step = traitlets.Int(-1, help="the step the marker shows: the run's last training step; -1 hides it")
 
@@ -236,5 +237,5 @@ class SchedulePanel(W.VBox):
             for path, node in walk(root):
                 row = self.tree.rows.get((key, path))
                 if row is not None:
-                    out += [_FlatField(f"{key}: {node.name}.{name}", w) for name, w in row.fields.items()]
+                    out += [_FlatField(f"{key_name(key)}: {node.name}.{name}", w) for name, w in row.fields.items()]
         return types.SimpleNamespace(children=tuple(out))

@@ -7,9 +7,12 @@ schedule type. An edit is made on the spec (plain dicts), the spec validates it,
 tree redraws from the spec it then holds; a refused edit leaves the spec alone and shows
 its message on the node it was made on.
 
-A node is addressed by its key (the hyperparameter) and a path from the root: one
-``(field, index)`` pair per level, ``index`` None for a field holding one schedule, e.g.
-``(("schedules", 1),)`` is the second segment of a root Sequence.
+A node is addressed by its key and a path from the root. The key is the hyperparameter
+(``"lr"``) for a schedule shared by every param group, or ``(hyperparameter, group)`` for one
+group's own (``("lr", "head.*")``: the group's partition pattern, or its position when the spec
+lists the groups' schedules in order). The path has one ``(field, index)`` pair per level,
+``index`` None for a field holding one schedule, e.g. ``(("schedules", 1),)`` is the second
+segment of a root Sequence.
 """
 
 from __future__ import annotations
@@ -27,13 +30,47 @@ import ipywidgets as W
 import numpy as np
 import yaml
 
+from torchdeck.optim import Partition
 from torchdeck.schedules import SCHEDULES, Schedule, Sequence, schedule_from_spec
 from torchdeck.widgets._state import StudioState
 
-__all__ = ["ScheduleTree", "NodeRow", "Path", "FieldInfo", "node_fields", "FIELD_EDITORS"]
+__all__ = ["ScheduleTree", "NodeRow", "HyperSection", "Key", "Path", "FieldInfo", "node_fields", "FIELD_EDITORS",
+           "key_name", "hyper_of", "group_of"]
 
 Path = tuple[tuple[str, int | None], ...]
 Spec = dict[str, Any]  # one node: {"linear": {"start": ..., ...}}
+Group = str | int      # a param group: its name (partition pattern) or its position
+Key = str | tuple[str, Group]  # a hyperparameter's shared schedule, or one group's
+
+
+def hyper_of(key: Key) -> str:
+    return key if isinstance(key, str) else key[0]
+
+
+def group_of(key: Key) -> Group | None:
+    return None if isinstance(key, str) else key[1]
+
+
+def key_name(key: Key) -> str:
+    """How the plot names the key's curve: ``lr``, ``lr [head.*]`` (as ``Experiment.schedule_curves``)."""
+    return key if isinstance(key, str) else f"{key[0]} [{key[1]}]"
+
+
+def key_label(key: Key) -> str:
+    """How the spec's errors name the key: ``schedules.lr``, ``schedules.lr['head.*']``, ``schedules.lr[0]``."""
+    return f"schedules.{key}" if isinstance(key, str) else f"schedules.{key[0]}[{key[1]!r}]"
+
+
+def key_spec(schedules: dict[str, Any], key: Key) -> Spec | None:
+    """The spec of the key's schedule in ``schedules`` (None when it has none)."""
+    hyper, group = hyper_of(key), group_of(key)
+    spec = schedules.get(hyper)
+    if group is None or spec is None:
+        return spec
+    try:
+        return spec[group]
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 # -- field kinds, read from the type hints ------------------------------------------------------
@@ -213,9 +250,9 @@ def with_spec_at(spec: Spec, path: Path, new: Spec) -> Spec:
     return out
 
 
-def where(key: str, root: Schedule, path: Path) -> str:
+def where(key: Key, root: Schedule, path: Path) -> str:
     """How the spec errors name the node at ``path``: ``schedules.lr.sequence.schedules[0]``."""
-    out, node = f"schedules.{key}", root
+    out, node = key_label(key), root
     for field, i in path:
         out += f".{node.name}.{field}" + ("" if i is None else f"[{i}]")
         node = node_at(node, ((field, i),))
@@ -450,7 +487,7 @@ def default_node(name: str, ctx: Context) -> Schedule:
 class NodeRow:
     """The inputs of one node of the tree."""
 
-    key: str
+    key: Key
     path: Path
     box: W.VBox
     type_picker: W.Dropdown
@@ -461,7 +498,25 @@ class NodeRow:
     error: W.HTML                  # the last refused edit of this node, in red
 
 
+@dataclasses.dataclass
+class HyperSection:
+    """The controls of one scheduled hyperparameter, above its tree(s)."""
+
+    hyper: str
+    box: W.VBox
+    per_group: W.Checkbox          # one tree per param group, or one shared
+    groups: W.HTML                 # the optimiser's named groups, or why the toggle is off
+    keep_buttons: dict[Group, W.Button]  # per group: merge, keeping this group's schedule
+    error: W.HTML                  # the last refused split or merge, in red
+
+
 _INDENT_PX = 22
+
+
+def group_names(rule: Any) -> list[str]:
+    """The optimiser's named param groups: one per pattern of a top-level partition (as the
+    spec's check of per-group schedules sees them); none for any other rule."""
+    return list(rule.parts) if isinstance(rule, Partition) else []
 
 
 class ScheduleTree(W.VBox):
@@ -474,8 +529,10 @@ class ScheduleTree(W.VBox):
 
     def __init__(self, state: StudioState) -> None:
         self.state = state
-        self.rows: dict[tuple[str, Path], NodeRow] = {}
-        self.errors: dict[tuple[str, Path | None], str] = {}
+        self.rows: dict[tuple[Key, Path], NodeRow] = {}
+        self.hypers: dict[str, HyperSection] = {}
+        # (key, path) of a node; (hyper, None) of a section (split, merge); (None, None): add/remove
+        self.errors: dict[tuple[Key | None, Path | None], str] = {}
         self.sections = W.VBox()
         self.hyper_picker = W.Dropdown(description="Schedule", options=[], layout=W.Layout(width="220px"))
         self.add_hyper_button = W.Button(description="Add schedule", layout=W.Layout(width="110px"))
@@ -491,28 +548,47 @@ class ScheduleTree(W.VBox):
         self.show()
 
     # -- what the spec holds ----------------------------------------------------------------
-    # Every read and write of one hyperparameter's schedule goes through these two, so
-    # a parameter-group selector only changes them (the spec has no named groups yet).
-    def _root_spec(self, key: str) -> Spec:
-        return self.state.spec.schedules[key]
+    # Every read and write of one schedule goes through these two, keyed by Key: the tree's
+    # edits are the same for a shared schedule and for one param group's.
+    def _root_spec(self, key: Key) -> Spec:
+        spec = key_spec(self.state.spec.schedules, key)
+        if spec is None:
+            raise ValueError(f"{key_label(key)}: no such schedule in the spec")
+        return spec
 
-    def _with_root(self, key: str, node: Spec | None) -> dict[str, Any]:
+    def _with_root(self, key: Key, node: Spec | None) -> dict[str, Any]:
+        """The spec's schedules with the key's replaced by ``node`` (None: the hyperparameter removed)."""
         schedules = dict(self.state.spec.schedules)
+        hyper, group = hyper_of(key), group_of(key)
         if node is None:
-            del schedules[key]
+            del schedules[hyper]
+        elif group is None:
+            schedules[hyper] = node
         else:
-            schedules[key] = node
+            groups = copy.copy(schedules[hyper])  # a dict by name or a list by position
+            groups[group] = node
+            schedules[hyper] = groups
         return schedules
 
-    def _roots(self) -> dict[str, Schedule]:
-        # Schedules given per param group (a list, or by group name) are plotted but edited
-        # in the YAML: the tree has no group selector yet.
-        return {k: s for k, s in self.state.spec.schedule_objects().items() if isinstance(s, Schedule)}
+    def _roots(self) -> dict[Key, Schedule]:
+        """Every schedule the tree edits: shared ones by hyperparameter, the others per group."""
+        out: dict[Key, Schedule] = {}
+        for hyper, built in self.state.spec.schedule_objects().items():
+            if isinstance(built, Schedule):
+                out[hyper] = built
+            else:
+                out.update({(hyper, g): s for g, s in (built.items() if isinstance(built, dict) else enumerate(built))})
+        return out
 
-    def _per_group_keys(self) -> list[str]:
-        return [k for k in self.state.spec.schedules if k not in self._roots()]
+    def group_names(self) -> list[str]:
+        """The param groups a schedule can be split into (``optim.partition``'s patterns)."""
+        return group_names(self.state.spec.rule())
 
-    def _span(self, key: str, path: Path) -> int:
+    def is_per_group(self, hyper: str) -> bool:
+        """Whether ``hyper`` has one schedule per param group (by name or by position)."""
+        return hyper in self.state.spec.schedules and hyper not in self._roots()
+
+    def _span(self, key: Key, path: Path) -> int:
         """Steps the node at ``path`` covers in the planned run."""
         total = self.state.total_steps()
         fitted = self._roots()[key].fit_to(total)
@@ -524,13 +600,14 @@ class ScheduleTree(W.VBox):
         return node_at(fitted, path).length or total
 
     # -- edits --------------------------------------------------------------------------------
-    def _commit(self, key: str | None, path: Path | None, make: Callable[[], dict[str, Any]]) -> bool:
+    def _commit(self, key: Key | None, path: Path | None, make: Callable[[], dict[str, Any]]) -> bool:
         """Propose ``make()``'s schedules to the spec; a refusal is shown on the node at ``path``
-        (``key`` and ``path`` None: on the hyperparameter row)."""
+        (``path`` None: on the hyperparameter's section; ``key`` None too: on the add row)."""
         try:
             schedules = make()
-            if key is not None and key in schedules:  # the message names the node, as the spec would
-                schedule_from_spec(schedules[key], where=f"schedules.{key}")
+            spec = key_spec(schedules, key) if key is not None and path is not None else None
+            if spec is not None:  # the message names the node, as the spec would
+                schedule_from_spec(spec, where=key_label(key))
         except ValueError as e:
             return self._refuse((key, path), str(e))
         before, self.errors = self.state.spec, {}
@@ -540,13 +617,13 @@ class ScheduleTree(W.VBox):
             self.show()
         return True
 
-    def _refuse(self, at: tuple[str | None, Path | None], message: str) -> bool:
+    def _refuse(self, at: tuple[Key | None, Path | None], message: str) -> bool:
         self.state.error = message
         self.errors = {at: message}
         self.show()  # the inputs go back to what the spec holds
         return False
 
-    def _replace(self, key: str, path: Path, node: Schedule) -> dict[str, Any]:
+    def _replace(self, key: Key, path: Path, node: Schedule) -> dict[str, Any]:
         """Schedules with the node at ``path`` replaced (through its parent when the parent keeps
         per-child state, as a Sequence keeps lengths)."""
         root = self._roots()[key]
@@ -557,7 +634,7 @@ class ScheduleTree(W.VBox):
             return self._with_root(key, with_spec_at(self._root_spec(key), parent_path, new_parent.to_spec()))
         return self._with_root(key, with_spec_at(self._root_spec(key), path, node.to_spec()))
 
-    def set_field(self, key: str, path: Path, field: str, value: Any) -> bool:
+    def set_field(self, key: Key, path: Path, field: str, value: Any) -> bool:
         """Set one value of the node at ``path`` (e.g. ``set_field("lr", (("schedules", 0),), "start", 1e-3)``)."""
         def make() -> dict[str, Any]:
             root = self._root_spec(key)
@@ -571,7 +648,7 @@ class ScheduleTree(W.VBox):
             return self._with_root(key, with_spec_at(root, path, node))
         return self._commit(key, path, make)
 
-    def change_type(self, key: str, path: Path, name: str) -> bool:
+    def change_type(self, key: Key, path: Path, name: str) -> bool:
         """Replace the node with one of type ``name`` (children and same-named values kept)."""
         def make() -> dict[str, Any]:
             root = self._roots()[key]
@@ -591,7 +668,7 @@ class ScheduleTree(W.VBox):
             return self._replace(key, path, node)
         return self._commit(key, path, make)
 
-    def _list_edit(self, key: str, path: Path, edit: Callable[[Children, Schedule, str, int], Schedule]) -> bool:
+    def _list_edit(self, key: Key, path: Path, edit: Callable[[Children, Schedule, str, int], Schedule]) -> bool:
         def make() -> dict[str, Any]:
             if not path or path[-1][1] is None:
                 raise ValueError(f"{where(key, self._roots()[key], path)}: only a child in a list of schedules "
@@ -606,15 +683,15 @@ class ScheduleTree(W.VBox):
             return self._with_root(key, with_spec_at(self._root_spec(key), parent_path, new_parent.to_spec()))
         return self._commit(key, path, make)
 
-    def add_after(self, key: str, path: Path) -> bool:
+    def add_after(self, key: Key, path: Path) -> bool:
         """A copy of the node right after it in its list (a sequence's segments: see Segments)."""
         span = self._span(key, path) if path else 0
         return self._list_edit(key, path, lambda c, p, f, i: c.insert_after(p, f, i, span))
 
-    def remove(self, key: str, path: Path) -> bool:
+    def remove(self, key: Key, path: Path) -> bool:
         return self._list_edit(key, path, lambda c, p, f, i: c.remove(p, f, i))
 
-    def set_length(self, key: str, path: Path, n: int | None) -> bool:
+    def set_length(self, key: Key, path: Path, n: int | None) -> bool:
         """The length of a Sequence's segment (None: the rest of the run, last segment only)."""
         def edit(children: Children, parent: Schedule, field: str, i: int) -> Schedule:
             if not isinstance(children, Segments):
@@ -632,14 +709,55 @@ class ScheduleTree(W.VBox):
             return {**self.state.spec.schedules, name: {"constant": {"value": hyper[name]}}}
         return self._commit(None, None, make)
 
-    def remove_hyper(self, key: str) -> bool:
-        return self._commit(None, None, lambda: self._with_root(key, None))
+    def remove_hyper(self, hyper: str) -> bool:
+        """Stop scheduling ``hyper`` (all its groups' schedules)."""
+        return self._commit(None, None, lambda: self._with_root(hyper, None))
+
+    # -- per param group ----------------------------------------------------------------------
+    def split_groups(self, hyper: str) -> bool:
+        """One schedule per named param group in place of the shared one, each a copy of it
+        (``{"lr": s}`` -> ``{"lr": {"backbone.*": s, "head.*": s}}``)."""
+        def make() -> dict[str, Any]:
+            names = self.group_names()
+            if not names:
+                raise ValueError(f"schedules.{hyper}: the optimiser has no named param groups to split into; "
+                                 "name them with a partition (optim: {partition: {pattern: rule, ...}})")
+            if self.is_per_group(hyper):
+                return dict(self.state.spec.schedules)
+            shared = self.state.spec.schedules[hyper]
+            return {**self.state.spec.schedules, hyper: {g: copy.deepcopy(shared) for g in names}}
+        return self._commit(hyper, None, make)
+
+    def merge_groups(self, hyper: str, keep: Group | None = None) -> bool:
+        """One schedule shared by every group in place of one per group. With ``keep`` (a group),
+        that group's schedule; without, only when every group's is the same: a merge that would
+        silently drop a group's schedule is refused (the message names two that differ)."""
+        def make() -> dict[str, Any]:
+            if not self.is_per_group(hyper):
+                return dict(self.state.spec.schedules)
+            per = self.state.spec.schedules[hyper]
+            groups = list(per) if isinstance(per, dict) else list(range(len(per)))
+            if keep is not None:
+                if keep not in groups:
+                    raise ValueError(f"schedules.{hyper}: no param group {keep!r} to keep; "
+                                     f"groups: {', '.join(map(repr, groups))}")
+                shared = per[keep]
+            else:
+                first = groups[0]
+                differ = [g for g in groups if per[g] != per[first]]
+                if differ:
+                    raise ValueError(f"schedules.{hyper}: cannot merge, the schedules of groups {first!r} and "
+                                     f"{differ[0]!r} differ; keep one with its 'use for all groups' button "
+                                     f"(merge_groups({hyper!r}, keep=...))")
+                shared = per[first]
+            return {**self.state.spec.schedules, hyper: copy.deepcopy(shared)}
+        return self._commit(hyper, None, make)
 
     def _free_hypers(self) -> list[str]:
         return [h for h in self.state.spec.rule().hyper() if h not in self.state.spec.schedules]
 
     # -- drawing ------------------------------------------------------------------------------
-    def row(self, key: str, path: Path = ()) -> NodeRow:
+    def row(self, key: Key, path: Path = ()) -> NodeRow:
         return self.rows[(key, path)]
 
     def show(self) -> None:
@@ -647,46 +765,80 @@ class ScheduleTree(W.VBox):
         roots = self._roots()
         shape = ([(key, path, node.name, [f.name for f in self._inputs(node, node_at(root, path[:-1]) if path else None,
                                                                       path)[0]])
-                  for key, root in roots.items() for path, node in walk(root)], self._free_hypers(),
-                 self._per_group_keys())
+                  for key, root in roots.items() for path, node in walk(root)], self._free_hypers())
         self._syncing = True
         try:
             if shape != self._shape:
                 self._build(roots)
                 self._shape = shape
+            names = self.group_names()
+            for section in self.hypers.values():
+                self._fill_section(section, section.hyper not in roots, names)
             for (key, path), row in self.rows.items():
                 self._fill(row, roots[key])
             self.hyper_error.value = html.escape(self.errors.get((None, None), ""))
         finally:
             self._syncing = False
 
-    def _build(self, roots: dict[str, Schedule]) -> None:
-        self.rows = {}
+    def _build(self, roots: dict[Key, Schedule]) -> None:
+        self.rows, self.hypers = {}, {}
         sections = []
-        for key, root in roots.items():
-            title = W.HTML(f"<b>{html.escape(key)}</b>")
-            drop = W.Button(description=f"remove {key}", layout=W.Layout(width="auto"))
-            drop.add_class("td-sched-remove-hyper")
-            drop.on_click(lambda _, k=key: self.remove_hyper(k))
-            boxes = [W.HBox([title, drop], layout=W.Layout(align_items="center"))]
-            for path, node in walk(root):
-                parent = node_at(root, path[:-1]) if path else None
-                row = self._make_row(key, path, node, parent)
-                self.rows[(key, path)] = row
-                boxes.append(row.box)
-            section = W.VBox(boxes)
-            section.add_class("td-sched-hyper")
-            sections.append(section)
-        for key in self._per_group_keys():
-            note = W.HTML(f"<b>{html.escape(key)}</b>: one schedule per param group (plotted above); "
-                          "edit it in the Spec (YAML) panel")
-            note.add_class("td-sched-hyper")
-            sections.append(note)
+        for hyper in self.state.spec.schedules:
+            keys = [k for k in roots if hyper_of(k) == hyper]
+            section = self._make_section(hyper, [group_of(k) for k in keys if group_of(k) is not None])
+            boxes = list(section.box.children)
+            for key in keys:
+                group = group_of(key)
+                if group is not None:  # a group's tree under its name, with the button that keeps it for all
+                    title = W.HTML(f"{html.escape(hyper)} of group <b>{html.escape(str(group))}</b>")
+                    title.add_class("td-sched-group")
+                    boxes.append(W.HBox([title, section.keep_buttons[group]], layout=W.Layout(align_items="center")))
+                root = roots[key]
+                for path, node in walk(root):
+                    parent = node_at(root, path[:-1]) if path else None
+                    row = self._make_row(key, path, node, parent)
+                    self.rows[(key, path)] = row
+                    boxes.append(row.box)
+            section.box.children = boxes
+            self.hypers[hyper] = section
+            sections.append(section.box)
         self.sections.children = sections
         free = self._free_hypers()
         self.hyper_picker.options = free
         self.hyper_picker.value = free[0] if free else None  # not left blank while there is a choice
         self.hyper_picker.disabled = self.add_hyper_button.disabled = not free
+
+    def _make_section(self, hyper: str, groups: list[Group]) -> HyperSection:
+        title = W.HTML(f"<b>{html.escape(hyper)}</b>")
+        toggle = W.Checkbox(description="per group", indent=False, layout=W.Layout(width="90px"),
+                            tooltip="one schedule per param group (each starts as a copy), or one for all")
+        toggle.add_class("td-sched-per-group")
+        toggle.observe(lambda ch: self._syncing or (self.split_groups(hyper) if ch["new"]
+                                                    else self.merge_groups(hyper)), "value")
+        listing = W.HTML()
+        listing.add_class("td-sched-groups")
+        drop = W.Button(description=f"remove {hyper}", layout=W.Layout(width="auto"))
+        drop.add_class("td-sched-remove-hyper")
+        drop.on_click(lambda _: self.remove_hyper(hyper))
+        keep = {}
+        for g in groups:
+            button = W.Button(description="use for all groups", layout=W.Layout(width="auto"),
+                              tooltip=f"one {hyper} schedule for every group: this group's")
+            button.add_class("td-sched-keep")
+            button.on_click(lambda _, g=g: self.merge_groups(hyper, keep=g))
+            keep[g] = button
+        error = W.HTML()
+        error.add_class("td-sched-error")
+        box = W.VBox([W.HBox([title, toggle, listing, drop], layout=W.Layout(align_items="center")), error])
+        box.add_class("td-sched-hyper")
+        return HyperSection(hyper, box, toggle, listing, keep, error)
+
+    def _fill_section(self, section: HyperSection, per_group: bool, names: list[str]) -> None:
+        section.per_group.value = per_group
+        section.per_group.disabled = not (per_group or names)  # merging stays possible; splitting needs names
+        section.groups.value = (html.escape("groups: " + ", ".join(map(repr, names))) if names else
+                                "one param group (name groups with a partition to split)")
+        section.error.value = html.escape(self.errors.get((section.hyper, None), ""))
 
     @staticmethod
     def _inputs(node: Schedule, parent: Schedule | None, path: Path) -> tuple[list[FieldInfo], bool]:
@@ -700,7 +852,7 @@ class ScheduleTree(W.VBox):
             hide.add(length_field(node) or "")
         return [f for f in node_fields(type(node)) if f.name not in hide], has_slot
 
-    def _make_row(self, key: str, path: Path, node: Schedule, parent: Schedule | None) -> NodeRow:
+    def _make_row(self, key: Key, path: Path, node: Schedule, parent: Schedule | None) -> NodeRow:
         label = "" if not path else (f"{path[-1][0]}" if path[-1][1] is None else f"#{path[-1][1] + 1}")
         picker = W.Dropdown(options=SCHEDULES.names(), value=node.name, description=label, tooltip=_doc(type(node)),
                             layout=W.Layout(width="190px"), style={"description_width": "initial"})
@@ -758,7 +910,7 @@ class ScheduleTree(W.VBox):
                 row.length.value = value
         row.error.value = html.escape(self.errors.get((row.key, row.path), ""))
 
-    def _on_input(self, key: str, path: Path, field: str, editor: FieldEditor, raw: Any) -> None:
+    def _on_input(self, key: Key, path: Path, field: str, editor: FieldEditor, raw: Any) -> None:
         if self._syncing:
             return
         try:
@@ -769,7 +921,7 @@ class ScheduleTree(W.VBox):
             return
         self.set_field(key, path, field, value)
 
-    def _on_length(self, key: str, path: Path, parse: Callable[[Any], Any], raw: Any) -> None:
+    def _on_length(self, key: Key, path: Path, parse: Callable[[Any], Any], raw: Any) -> None:
         try:
             value = parse(raw)
         except ValueError as e:
