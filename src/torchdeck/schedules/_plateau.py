@@ -52,7 +52,7 @@ class ReduceOnPlateau(Callback):
     sets that hyperparameter before every step and would undo the reduction.
     """
 
-    reads = ("metrics", "phase")
+    reads = ("metrics", "phase", "optimizer")
     # It changes optimiser param groups, yet declares no write: the Scheduler already declares
     # ``optimizer`` and the learner refuses two writers of one field, which would forbid using
     # both (e.g. a Scheduler on momentum with this on lr). Declaring finer-grained writes

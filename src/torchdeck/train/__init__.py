@@ -1,5 +1,6 @@
 """Training: the Learner, events, callbacks, metrics and background runs (FluxTraining.jl)."""
 
+from torchdeck.train._access import StateAccessError, StateView
 from torchdeck.train._callback import Callback, order_callbacks
 from torchdeck.train._callbacks import Metrics, ProgressBar, Recorder
 from torchdeck.train._checkpoint import Checkpointer, load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -15,6 +16,7 @@ from torchdeck.train._probe import SanityCheck, sanity_check
 from torchdeck.train._runner import Run
 from torchdeck.train._state import History, TrainState
 from torchdeck.train._stream import MetricStream, Series
+from torchdeck.train._tensorboard import TensorBoard
 from torchdeck.train._throttle import Throttle
 
 __all__ = [
@@ -24,5 +26,5 @@ __all__ = [
     "Checkpointer", "save_checkpoint", "load_checkpoint", "resolve_checkpoint",
     "EarlyStopping", "StopOnNaN", "TimeBudget", "Throttle", "SanityCheck", "sanity_check",
     "CSVLogger", "JSONLLogger", "ToDevice", "MixedPrecision", "GradAccumulation", "available_devices",
-    "LRFindResult", "lr_find", "suggest_lrs",
+    "LRFindResult", "lr_find", "suggest_lrs", "StateAccessError", "StateView", "TensorBoard",
 ]

@@ -14,7 +14,10 @@ class Callback:
 
     Declare the :class:`TrainState` fields the callback reads and writes, and the callback
     classes it must run after; the learner orders callbacks from these declarations and
-    refuses two callbacks that write the same field.
+    refuses two callbacks that write the same field. In debug mode (``Learner(debug=True)``
+    or ``TORCHDECK_DEBUG=1``) it also refuses access outside the declarations: reading a
+    field in neither ``reads`` nor ``writes``, or changing one not in ``writes`` (see
+    :class:`~torchdeck.train.StateAccessError`).
     """
 
     reads: ClassVar[tuple[str, ...]] = ()

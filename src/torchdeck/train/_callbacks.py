@@ -86,7 +86,7 @@ class Metrics(Callback):
 class Recorder(Callback):
     """Keeps the history: train loss and lr per step, all metrics per epoch."""
 
-    reads = ("phase", "loss", "step", "epoch", "metrics")
+    reads = ("phase", "loss", "step", "epoch", "metrics", "optimizer")  # optimizer: the lr
     writes = ("history",)
     after = (Metrics,)
 

@@ -153,7 +153,7 @@ class TimeBudget(Callback):
     each training step; a running validation pass is not cut short). ``clock`` is
     ``time.monotonic`` unless given (tests pass a fake one)."""
 
-    reads = ("phase", "step")
+    reads = ("phase", "step", "epoch")
 
     def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:

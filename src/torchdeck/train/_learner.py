@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import torch
 
 from torchdeck.optim import Optimizer, Rule
+from torchdeck.train._access import Access, check_declarations, checked, debug_from_env
 from torchdeck.train._callback import Callback, order_callbacks
 from torchdeck.train._callbacks import Metrics, Recorder
 from torchdeck.train._events import EVENTS, CancelEpoch, CancelFit, CancelStep
@@ -59,13 +60,20 @@ class Learner:
         callbacks: extra callbacks; ``Metrics(*metrics)`` and ``Recorder`` are always present.
         metrics: names or functions for the ``Metrics`` callback.
         epochs: the default for :meth:`fit`.
+        debug: hand each callback a view of the state that raises
+            :class:`~torchdeck.train.StateAccessError` when it reads a field it did not
+            declare in ``reads``/``writes`` or writes one outside ``writes`` (see
+            ``torchdeck.train._access``). None (the default) reads ``TORCHDECK_DEBUG=1`` from
+            the environment. Can be switched between runs with ``learner.debug = ...``.
+            Off, callbacks get the state itself and the checks cost nothing.
     """
 
     def __init__(self, model: torch.nn.Module, loaders: dict[str, Iterable[Any]],
                  loss_fn: Callable[[Any, Any], torch.Tensor], optimizer: torch.optim.Optimizer | Rule,
                  *, callbacks: Sequence[Callback] = (), metrics: Sequence[Any] = (), epochs: int = 1,
                  device: str | torch.device | None = "cpu",
-                 phases: Sequence[Phase] = (TrainingPhase(), ValidationPhase())) -> None:
+                 phases: Sequence[Phase] = (TrainingPhase(), ValidationPhase()),
+                 debug: bool | None = None) -> None:
         self.device = resolve_device(device)
         model = model.to(self.device)
         if isinstance(optimizer, Rule):
@@ -82,13 +90,14 @@ class Learner:
         self._run: Run | None = None
         self.task: Any = None
         self.weights_report: Any = None  # what from_task loaded from a weights file
+        self._debug = _debug_flag(debug)
         self.set_callbacks([Metrics(*metrics), Recorder(), *callbacks])
 
     @classmethod
     def from_task(cls, task: Any, *, backbone: str = "small_cnn", backbone_options: dict[str, Any] | None = None,
                   rule: Rule | None = None, schedules: dict[str, Any] | None = None, batch_size: int = 64,
                   epochs: int = 1, seed: int = 0, device: str | None = "cpu", weights: str | None = None,
-                  callbacks: Sequence[Callback] = ()) -> "Learner":
+                  callbacks: Sequence[Callback] = (), debug: bool | None = None) -> "Learner":
         """Model, loaders, loss and metrics from a task (FastAI.jl's ``tasklearner``).
 
         The model is initialised from ``seed`` without touching torch's global RNG, so the
@@ -105,7 +114,7 @@ class Learner:
         rule = rule if rule is not None else optim.chain(optim.adam(), optim.scale_lr(1e-3))
         extra = [Scheduler(schedules)] if schedules else []
         learner = cls(model, task.loaders(batch_size, seed=seed), task.loss(), rule, metrics=task.metrics(),
-                      callbacks=[*extra, *callbacks], epochs=epochs, device=device)
+                      callbacks=[*extra, *callbacks], epochs=epochs, device=device, debug=debug)
         learner.task = task
         learner.weights_report = report
         return learner
@@ -141,6 +150,30 @@ class Learner:
         return self
 
     # -- callbacks ---------------------------------------------------------------------------
+    @property
+    def debug(self) -> bool:
+        """Whether callbacks get checked views of the state (see the class docs)."""
+        return self._debug
+
+    @debug.setter
+    def debug(self, on: bool) -> None:
+        self._refuse_while_running("debug")
+        on, was = _debug_flag(on, env=False), self._debug
+        self._debug = on
+        try:
+            # The handlers are built for one mode: rebuild them for the new one.
+            self._handlers = self._handlers_of(self.callbacks)
+        except ValueError:
+            self._debug = was  # a declaration was refused: stay as before
+            raise
+
+    def _handlers_of(self, callbacks: Sequence[Callback]) -> dict[str, list[Callable[[TrainState], None]]]:
+        if not self._debug:
+            return _handlers_of(callbacks)
+        for cb in callbacks:
+            check_declarations(cb)
+        return _checked_handlers_of(callbacks)
+
     def set_callbacks(self, callbacks: Iterable[Callback]) -> None:
         """Replace the callbacks (ordered from their declarations).
 
@@ -151,7 +184,7 @@ class Learner:
         ordered = order_callbacks(callbacks)
         # Precompute, per event, the bound methods that handle it: firing an event nobody
         # handles costs one dict lookup and an empty loop.
-        self._handlers = _handlers_of(ordered)
+        self._handlers = self._handlers_of(ordered)
         self.callbacks = ordered
         for cb in ordered:
             attach = getattr(cb, "attach", None)
@@ -192,7 +225,7 @@ class Learner:
         recorder, the checkpointer, the loggers and the schedules must not see them.
         """
         saved = self._handlers
-        self._handlers = _handlers_of([cb for cb in self.callbacks if getattr(cb, "in_probes", False)])
+        self._handlers = self._handlers_of([cb for cb in self.callbacks if getattr(cb, "in_probes", False)])
         try:
             yield
         finally:
@@ -361,6 +394,21 @@ class Learner:
 
 def _handlers_of(callbacks: Sequence[Callback]) -> dict[str, list[Callable[[TrainState], None]]]:
     return {e: [getattr(cb, e) for cb in callbacks if e in cb.handles()] for e in EVENTS}
+
+
+def _checked_handlers_of(callbacks: Sequence[Callback]) -> dict[str, list[Callable[[TrainState], None]]]:
+    """As :func:`_handlers_of`, each handler wrapped to receive a checked view of the state."""
+    access = {id(cb): Access.of(cb) for cb in callbacks}
+    return {e: [checked(getattr(cb, e), access[id(cb)], e) for cb in callbacks if e in cb.handles()] for e in EVENTS}
+
+
+def _debug_flag(value: Any, *, env: bool = True) -> bool:
+    if value is None and env:
+        return debug_from_env()
+    if not isinstance(value, bool):
+        allowed = "True, False or None (read TORCHDECK_DEBUG)" if env else "True or False"
+        raise ValueError(f"Learner: debug must be {allowed}, got {value!r}")
+    return value
 
 
 def _len(loader: Iterable[Any]) -> int:

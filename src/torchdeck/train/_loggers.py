@@ -26,7 +26,7 @@ class _EpochLogger(Callback):
     the learner is at — so a run resumed from a checkpoint logs as if never interrupted.
     """
 
-    reads = ("phase", "epoch_complete", "epochs_done", "step", "metrics", "history")
+    reads = ("phase", "epoch_complete", "epochs_done", "step", "metrics", "history", "batches")
     after = (Recorder,)
 
     def __init__(self, path: str | os.PathLike, *, append: bool = False) -> None:
