@@ -179,31 +179,38 @@ BATCH = 64
 BATCH_ROUNDS = 3
 
 
-def batch_pipeline():
+def batch_pipeline(filters: bool = False):
+    """``filters``: with the batched ItemOps too (blur on half the samples, noise, erasing)."""
+    extra = (A.Maybe(A.GaussianBlur((0.1, 2.0))), A.GaussianNoise((0.0, 0.05))) if filters else ()
+    tail = (A.RandomErasing(p=0.5),) if filters else ()
     return A.Pipeline(A.Affine(degrees=15, scale=(0.9, 1.1)), A.RandomResizedCrop(224), A.FlipX(0.5),
-                      A.Brightness(0.2), A.Contrast(0.2), A.Normalize(MEAN, STD))
+                      *extra, A.Brightness(0.2), A.Contrast(0.2), A.Normalize(MEAN, STD), *tail)
 
 
-def ours_batched(images: torch.Tensor):
-    """Per-sample plans, then one grid_sample per warp round and tensor ops for the colours."""
-    pipe = batch_pipeline()
+def ours_batched(images: torch.Tensor, filters: bool = False):
+    """Per-sample plans, then one grid_sample per warp round, tensor ops for the colours and one
+    batched kernel per ItemOp round."""
+    pipe = batch_pipeline(filters)
     return lambda: A.apply_batch(pipe, images)
 
 
-def ours_per_sample(images: torch.Tensor):
+def ours_per_sample(images: torch.Tensor, filters: bool = False):
     """The OpenCV path sample by sample, from the same uint8 batch (the reference point)."""
-    pipe = batch_pipeline()
+    pipe = batch_pipeline(filters)
     hwc = [im.permute(1, 2, 0).cpu().numpy() for im in images]
     return lambda: [pipe(im) for im in hwc]
 
 
-def kornia_batched(images: torch.Tensor):
+def kornia_batched(images: torch.Tensor, filters: bool = False):
     import kornia.augmentation as K
 
+    extra = [K.RandomGaussianBlur((13, 13), (0.1, 2.0), p=0.5), K.RandomGaussianNoise(std=0.025, p=1.0)] \
+        if filters else []
+    tail = [K.RandomErasing(p=0.5)] if filters else []
     pipe = K.AugmentationSequential(
         K.RandomAffine(degrees=15, scale=(0.9, 1.1), p=1.0), K.RandomResizedCrop((224, 224)),
-        K.RandomHorizontalFlip(p=0.5), K.ColorJitter(brightness=0.2, contrast=0.2, p=1.0),
-        K.Normalize(torch.tensor(MEAN), torch.tensor(STD)), data_keys=["input"])
+        K.RandomHorizontalFlip(p=0.5), *extra, K.ColorJitter(brightness=0.2, contrast=0.2, p=1.0),
+        K.Normalize(torch.tensor(MEAN), torch.tensor(STD)), *tail, data_keys=["input"])
     return lambda: pipe(images.float().div(255))
 
 
@@ -211,17 +218,19 @@ BATCHED: dict[str, Callable] = {"torchdeck.batch": ours_batched, "torchdeck.per-
                                 "kornia.batch": kornia_batched}
 
 
-def main_batched() -> None:
+def main_batched(filters: bool = False) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     img, *_ = sample()
     base = torch.from_numpy(img).permute(2, 0, 1)
     images = torch.stack([torch.roll(base, 8 * i, dims=2) for i in range(BATCH)]).to(device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    print(f"batch of {BATCH} {img.shape[1]}×{img.shape[0]} RGB uint8 on {device}; best of {BATCH_ROUNDS} rounds")
+    what = " with Maybe(blur) + noise + erasing" if filters else ""
+    print(f"batch of {BATCH} {img.shape[1]}×{img.shape[0]} RGB uint8 on {device}{what}; "
+          f"best of {BATCH_ROUNDS} rounds")
     runs = {}
     for name, make in BATCHED.items():
         try:
-            fn = make(images)
+            fn = make(images, filters)
         except ImportError as e:
             print(f"  {name}: skipped, not installed ({e.name}); it is in the bench extra")
             continue
@@ -240,9 +249,11 @@ def main_batched() -> None:
     ours_rate = best["torchdeck.batch"]
     for name, theirs in best.items():
         if name != "torchdeck.batch":
-            print(f"augment_batch{BATCH}: ratio {theirs / ours_rate:.3f} vs {name}  ({ours_rate / theirs:.1f}x faster)")
+            print(f"augment_batch{BATCH}{'_filters' if filters else ''}: ratio {theirs / ours_rate:.3f} vs {name}  "
+                  f"({ours_rate / theirs:.1f}x faster)")
 
 
 if __name__ == "__main__":
     main()
     main_batched()
+    main_batched(filters=True)

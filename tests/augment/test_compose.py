@@ -102,7 +102,7 @@ def test_spec_round_trip_through_yaml_for_every_transform(name):
     text = yaml.safe_dump(t.to_spec())
     back = A.transform_from_spec(yaml.safe_load(text))
     assert back == t and back.to_spec() == t.to_spec()
-    size = (30, 30)
+    size = (30, 30, 30) if getattr(t, "dims", 2) == 3 else (30, 30)  # volume transforms plan for volumes
     assert [s._replace(sample_us=0) for s in back.plan(size, seed=4).steps] == \
         [s._replace(sample_us=0) for s in t.plan(size, seed=4).steps]
 

@@ -17,9 +17,12 @@ from torchdeck.augment._crop import CenterCrop, PadDivisible, RandomCrop, Random
 from torchdeck.augment._explain import Explanation
 from torchdeck.augment._filters import GaussianBlur, GaussianNoise, RandomErasing
 from torchdeck.augment._items import Boxes, Image, Item, Keypoints, Mask
-from torchdeck.augment._kernels import KERNELS, find_kernel, register_kernel
+from torchdeck.augment._items3d import Volume, VolumeMask
+from torchdeck.augment._kernels import BATCH_KERNELS, KERNELS, find_kernel, register_batch_kernel, register_kernel
 from torchdeck.augment._photo import sample_photo, synthetic_photo
 from torchdeck.augment._plan import ItemOp, Plan, Step, Values, Warp
+from torchdeck.augment._projective3d import (Affine3D, CenterCrop3D, Flip3D, RandomCrop3D, Resize3D, Rotate3D,
+                                             Scale3D, Zoom3D)
 from torchdeck.augment._projective import (Affine, FlipX, FlipY, Perspective, Resize, Rot90, Rotate, Scale,
                                            ScaleKeepAspect, Shear, Translate, Zoom)
 from torchdeck.augment._rng import worker_seed
@@ -28,19 +31,21 @@ from torchdeck.augment._torch_backend import apply_batch, sample_seeds
 
 __all__ = [
     # items
-    "Item", "Image", "Mask", "Keypoints", "Boxes",
+    "Item", "Image", "Mask", "Keypoints", "Boxes", "Volume", "VolumeMask",
     # composition
     "Pipeline", "Maybe", "OneOf", "SomeOf",
     # projective (fused into one warp)
     "Rotate", "Zoom", "Scale", "ScaleKeepAspect", "Resize", "Shear", "Translate", "Affine", "Perspective",
     "FlipX", "FlipY", "Rot90", "CenterCrop", "RandomCrop", "RandomResizedCrop", "PadDivisible",
+    # 3-D projective, for volumes (fused into one 4×4 warp)
+    "Rotate3D", "Affine3D", "Zoom3D", "Scale3D", "Resize3D", "Flip3D", "CenterCrop3D", "RandomCrop3D",
     # pixel
     "Brightness", "Contrast", "Gamma", "Normalize", "Saturation", "Hue", "Grayscale",
     "GaussianBlur", "GaussianNoise", "RandomErasing", "IMAGENET_MEAN", "IMAGENET_STD",
     # plans, specs, extension
     "Plan", "Step", "Warp", "Values", "ItemOp", "Explanation", "Options", "transform_from_spec",
     "Transform", "Projective", "Pointwise", "PixelOp", "SKIP", "TRANSFORMS", "register_transform",
-    "KERNELS", "register_kernel", "find_kernel", "worker_seed", "sample_photo", "synthetic_photo",
+    "KERNELS", "register_kernel", "find_kernel", "BATCH_KERNELS", "register_batch_kernel", "worker_seed", "sample_photo", "synthetic_photo",
     # the batched torch backend
     "apply_batch", "sample_seeds",
 ]

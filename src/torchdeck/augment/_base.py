@@ -141,10 +141,13 @@ class Transform:
         return out["image"] if alone else out
 
     def plan(self, size: tuple[int, int], *, seed: Any = None, fuse: bool = True) -> Plan:
-        """Sample everything for a frame of ``size`` without touching pixels: the stages (fused
-        matrices with their output sizes, colour groups, other ops) any backend can execute."""
-        h, w = C.size2(type(self).__name__, "size", tuple(size) if isinstance(size, list) else size)
-        return self._make_plan((h, w), seed, fuse)
+        """Sample everything for a frame of ``size`` = (height, width), or (depth, height, width)
+        for volumes, without touching pixels: the stages (fused matrices with their output
+        sizes, colour groups, other ops) any backend can execute."""
+        size = tuple(size) if isinstance(size, list) else size
+        if isinstance(size, tuple) and len(size) == 3:  # a volume's frame
+            return self._make_plan(C.size3(type(self).__name__, "size", size), seed, fuse)
+        return self._make_plan(C.size2(type(self).__name__, "size", size), seed, fuse)
 
     def _make_plan(self, size: tuple[int, int], seed: Any, fuse: bool) -> Plan:
         planner = Planner(size, fuse)
@@ -192,10 +195,13 @@ class Projective(Transform):
     """Geometry: fill ``matrix(params, size) -> (forward 3×3, new (height, width))`` in continuous
     coordinates (see ``_geometry``). All items move by it, in one fused warp."""
 
+    dims: ClassVar[int] = 2  # 3: a volume transform (4×4 matrices, (depth, height, width) frames)
+
     def matrix(self, params: Any, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
         raise NotImplementedError
 
     def _plan(self, planner: Planner, rng: Rng) -> None:
+        planner.check_dims(self, self.dims)
         planner.start()
         p = self.sample(planner.size, rng)
         m, size = self.matrix(p, planner.size)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["number", "span", "size2", "probability", "integer", "choice"]
+__all__ = ["number", "span", "size2", "size3", "probability", "integer", "choice"]
 
 
 def _is_number(value: Any) -> bool:
@@ -54,6 +54,17 @@ def size2(owner: str, field: str, value: Any) -> tuple[int, int]:
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
         raise ValueError(f"{owner}: {field} must be a positive integer or a (height, width) pair of them, got {value!r}")
     return int(value[0]), int(value[1])
+
+
+def size3(owner: str, field: str, value: Any) -> tuple[int, int, int]:
+    """``(depth, height, width)`` in voxels; one integer means a cube."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value, value)
+    if (not isinstance(value, (tuple, list)) or len(value) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ValueError(f"{owner}: {field} must be a positive integer or a (depth, height, width) triple of them, "
+                         f"got {value!r}")
+    return int(value[0]), int(value[1]), int(value[2])
 
 
 def probability(owner: str, field: str, value: Any) -> float:

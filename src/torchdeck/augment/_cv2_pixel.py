@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
 
 from torchdeck.augment._base import Options
 from torchdeck.augment._items import Image
 from torchdeck.augment._kernels import register_kernel
 from torchdeck.augment._plan import ItemOp
+from torchdeck.augment._rng import torch_generator
 
 __all__ = ["saturation_image", "hue_image", "grayscale_image", "gaussian_blur_image", "gaussian_noise_image",
            "random_erasing_image"]
@@ -84,7 +86,8 @@ def gaussian_noise_image(item: Image, stage: ItemOp, options: Options) -> Image:
     p = stage.params
     x = item.hwc()
     cc = 1 if item.channels == 1 else 3
-    noise = np.random.default_rng(p.seed).standard_normal((*x.shape[:2], cc), dtype=np.float32) * p.std
+    # H×W×C order from torch's CPU generator: the batched backend draws the very same numbers.
+    noise = torch.randn((*x.shape[:2], cc), generator=torch_generator(p.seed)).numpy() * np.float32(p.std)
     out = x.copy()
     if x.dtype == np.uint8:
         out[:, :, :cc] = np.clip(np.rint(x[:, :, :cc] + noise * 255.0), 0, 255)
@@ -100,9 +103,11 @@ def random_erasing_image(item: Image, stage: ItemOp, options: Options) -> Image:
     rows, cols = slice(p.top, p.top + p.height), slice(p.left, p.left + p.width)
     region = out[:, rows, cols] if item.layout == "chw" else out[rows, cols]
     if value == "random":
-        g = np.random.default_rng(p.seed)
-        region[...] = (g.integers(0, 256, region.shape) if out.dtype == np.uint8
-                       else g.standard_normal(region.shape, dtype=np.float32))
+        # Drawn as height×width×channels whatever the layout (the batched backend draws the same).
+        g, shape = torch_generator(p.seed), (p.height, p.width, item.channels)
+        r = (torch.randint(0, 256, shape, generator=g, dtype=torch.uint8) if out.dtype == np.uint8
+             else torch.randn(shape, generator=g)).numpy()
+        region[...] = r.transpose(2, 0, 1) if item.layout == "chw" else r
     else:
         v = np.asarray(value, dtype=np.float64)
         if v.size not in (1, item.channels):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from torchdeck.augment import _cv2_pixel, _values, _warp  # noqa: F401  (they register the kernels)
+from torchdeck.augment import _cv2_pixel, _values, _warp, _warp3d  # noqa: F401  (they register the kernels)
 from torchdeck.augment._base import Options
 from torchdeck.augment._items import Item
 from torchdeck.augment._kernels import find_kernel

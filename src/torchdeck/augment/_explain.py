@@ -59,7 +59,7 @@ class Explanation:
         fused = sum(1 for s in self.stages if len(s.steps) > 1)
         lines.append(f"{len(self.rows)} steps in {len(self.stages)} stages ({fused} fused); "
                      f"sampling {self.sample_ms:.3f} ms, total {self.total_ms:.3f} ms; output "
-                     f"{self.plan.size[0]}×{self.plan.size[1]}")
+                     f"{'×'.join(map(str, self.plan.size))}")
         return "\n".join(lines)
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython shows the table

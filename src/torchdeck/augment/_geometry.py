@@ -109,12 +109,17 @@ _EYE = np.eye(3)
 
 
 def is_identity(m: np.ndarray) -> bool:
-    return bool(np.abs(m - _EYE).max() < 1e-12)
+    """Also for the 4×4 matrices of volumes."""
+    return bool(np.abs(m - (_EYE if m.shape[0] == 3 else np.eye(m.shape[0]))).max() < 1e-12)
 
 
 def inverse(m: np.ndarray) -> np.ndarray:
     """The inverse map; affine ones in closed form (np.linalg.inv's checks cost more than the
-    arithmetic on 3×3)."""
+    arithmetic on 3×3). Volumes' 4×4 matrices go through np.linalg.inv."""
+    if m.shape[0] != 3:
+        if abs(np.linalg.det(m[:-1, :-1])) < 1e-12:
+            raise ValueError("the transform collapses the volume (its matrix is singular)")
+        return np.linalg.inv(m)
     if not is_affine(m):
         return np.linalg.inv(m)
     a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]

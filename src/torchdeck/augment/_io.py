@@ -12,6 +12,7 @@ import torch
 from torchvision import tv_tensors
 
 from torchdeck.augment._items import Boxes, Image, Item, Keypoints, Mask
+from torchdeck.augment._items3d import Volume, VolumeMask
 
 __all__ = ["Sample", "read_sample", "KNOWN_KEYS"]
 
@@ -20,7 +21,8 @@ Restorer = Callable[[Item, Size], dict[str, Any]]
 Importer = Callable[[Any, str, Any], tuple[Item, Restorer]]
 
 # Keyword -> item kind; other keywords must hold an item or a tv_tensor (their type says the kind).
-KNOWN_KEYS = {"image": "image", "mask": "mask", "keypoints": "keypoints", "boxes": "boxes"}
+KNOWN_KEYS = {"image": "image", "mask": "mask", "keypoints": "keypoints", "boxes": "boxes", "volume": "volume",
+              "volume_mask": "volume_mask"}
 # Companions: they ride on another item (labels on boxes, visibility on keypoints).
 _COMPANIONS = {"labels": "boxes", "visibility": "keypoints"}
 _TV_KINDS: dict[type, str] = {tv_tensors.Image: "image", tv_tensors.Mask: "mask",
@@ -69,7 +71,8 @@ def _own_item(value: Item, name: str, companion: Any) -> tuple[Item, Restorer]:
     return value, lambda item, size: {name: item}
 
 
-for _kind, _cls in (("image", Image), ("mask", Mask), ("keypoints", Keypoints), ("boxes", Boxes)):
+for _kind, _cls in (("image", Image), ("mask", Mask), ("keypoints", Keypoints), ("boxes", Boxes),
+                    ("volume", Volume), ("volume_mask", VolumeMask)):
     _importer(_kind, _cls)(_own_item)
 
 
@@ -231,6 +234,46 @@ def _boxes_tensor(t: torch.Tensor, name: str, labels: Any) -> tuple[Item, Restor
     return item, _boxes_restorer(name, back, to_kind, labels is not None)
 
 
+# --- volumes -----------------------------------------------------------------------------------
+@_importer("volume", np.ndarray)
+def _volume_numpy(a: np.ndarray, name: str, companion: Any) -> tuple[Item, Restorer]:
+    grey = a.ndim == 3  # D×H×W: one channel, given back without it
+    item = _checked(name, lambda: Volume(np.ascontiguousarray(a[..., None] if grey else a), "dhwc"))
+
+    def restore(out: Volume, size: Size) -> dict[str, Any]:
+        if out.layout == "cdhw":  # Normalize ran: a float C×D×H×W tensor, whatever came in
+            return {name: torch.from_numpy(np.ascontiguousarray(out.data))}
+        return {name: out.data[..., 0] if grey else out.data}
+    return item, restore
+
+
+@_importer("volume", torch.Tensor)
+def _volume_tensor(t: torch.Tensor, name: str, companion: Any) -> tuple[Item, Restorer]:
+    if t.ndim not in (3, 4):
+        raise ValueError(f"{name}: a tensor volume must be C×D×H×W or D×H×W (one volume at a time), got shape "
+                         f"{tuple(t.shape)} dtype {t.dtype}")
+    grey = t.ndim == 3
+    a = _numpy(t)
+    item = _checked(name, lambda: Volume(np.ascontiguousarray(a[None] if grey else a), "cdhw"))
+
+    def restore(out: Volume, size: Size) -> dict[str, Any]:
+        d = out.cdhw()
+        return {name: _tensor(d[0] if grey else d, t)}
+    return item, restore
+
+
+@_importer("volume_mask", np.ndarray)
+def _volume_mask_numpy(a: np.ndarray, name: str, companion: Any) -> tuple[Item, Restorer]:
+    item = _checked(name, lambda: VolumeMask(np.ascontiguousarray(a)))
+    return item, lambda out, size: {name: out.data}
+
+
+@_importer("volume_mask", torch.Tensor)
+def _volume_mask_tensor(t: torch.Tensor, name: str, companion: Any) -> tuple[Item, Restorer]:
+    item = _checked(name, lambda: VolumeMask(np.ascontiguousarray(_numpy(t))))
+    return item, lambda out, size: {name: _tensor(out.data, t)}
+
+
 # --- a whole sample ----------------------------------------------------------------------------
 @dataclasses.dataclass
 class Sample:
@@ -254,8 +297,12 @@ def _kind_of(name: str, value: Any) -> str:
         if cls in _TV_KINDS:
             return _TV_KINDS[cls]
     raise ValueError(f"unknown item {name!r}: use one of {', '.join([*KNOWN_KEYS, *_COMPANIONS])}, seed, size, "
-                     f"fuse, or pass an item (A.Image, A.Mask, A.Keypoints, A.Boxes) or a tv_tensor under any name; "
+                     f"fuse, or pass an item (A.Image, A.Mask, A.Keypoints, A.Boxes, A.Volume, A.VolumeMask) or a tv_tensor under any name; "
                      f"got {type(value).__name__}")
+
+
+def _dims(size: tuple[int, ...]) -> str:
+    return "×".join(map(str, size)) + (" (height×width)" if len(size) == 2 else " (depth×height×width)")
 
 
 def _frame(items: dict[str, Item], values: dict[str, Any], size: Any) -> Size:
@@ -278,8 +325,7 @@ def _frame(items: dict[str, Item], values: dict[str, Any], size: Any) -> Size:
     first_name, first = frames[0]
     for name, s in frames[1:]:
         if s != first:
-            raise ValueError(f"{name}: size {s[0]}×{s[1]} (height×width) does not match {first_name} "
-                             f"{first[0]}×{first[1]}")
+            raise ValueError(f"{name}: size {_dims(s)} does not match {first_name} {_dims(first)}")
     return first
 
 

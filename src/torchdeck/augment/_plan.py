@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Step", "Warp", "Values", "ItemOp", "Stage", "Plan", "Planner"]
 
-Size = tuple[int, int]
+Size = tuple[int, ...]  # (height, width), or (depth, height, width) for volumes
 
 
 class Step(NamedTuple):
@@ -41,7 +41,8 @@ class Step(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Warp:
     """Move every item by ``matrix`` (forward, continuous coordinates, 3×3) into a frame of
-    ``size`` = (height, width); the input frame is ``in_size``."""
+    ``size`` = (height, width); the input frame is ``in_size``. Volumes: 4×4 and
+    (depth, height, width)."""
 
     op = "warp"
     matrix: np.ndarray
@@ -98,7 +99,8 @@ class Planner:
     """Collects steps into stages while a pipeline samples. ``size`` is the current (lazy) frame."""
 
     def __init__(self, size: Size, fuse: bool = True) -> None:
-        self.in_size = self.size = (int(size[0]), int(size[1]))
+        # (height, width) for images, (depth, height, width) for volumes
+        self.in_size = self.size = tuple(int(v) for v in size)
         self.fuse = fuse
         self.depth = 0
         self.normalized = False
@@ -122,8 +124,16 @@ class Planner:
         """A step that makes no stage (a composite's choice, a skipped Maybe, an identity)."""
         self._record(transform, params, None, applied)
 
+    def check_dims(self, transform: Any, dims: int) -> None:
+        """A 2-D transform needs an image's frame, a 3-D one a volume's."""
+        if dims != len(self.size):
+            kind = {2: "an image (height, width)", 3: "a volume (depth, height, width)"}.get(len(self.size), "a frame")
+            raise ValueError(f"{transform.name}: a {dims}-D transform cannot move {kind} of size {self.size}; use the "
+                             f"{'3-D transforms (Rotate3D, ...)' if len(self.size) == 3 else '2-D ones (Rotate, ...)'}")
+
     # --- the three kinds of step --------------------------------------------------------------
     def geometry(self, transform: Any, params: Any, matrix: np.ndarray, size: Size) -> None:
+        self.check_dims(transform, matrix.shape[0] - 1)
         if self._values:
             self._flush_values()
         step = self._record(transform, params, len(self._stages))
@@ -133,7 +143,7 @@ class Planner:
             m, in_size, steps = self._warp
             steps.append(step)
             self._warp = (matrix @ m, in_size, steps)
-        self.size = (int(size[0]), int(size[1]))
+        self.size = tuple(int(v) for v in size)
         if not self.fuse:
             self._flush_warp()
 

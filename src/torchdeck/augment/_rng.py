@@ -18,7 +18,7 @@ from typing import Any, Sequence, TypeVar
 import numpy as np
 import torch
 
-__all__ = ["Rng", "make_rng", "worker_seed"]
+__all__ = ["Rng", "make_rng", "worker_seed", "torch_generator"]
 
 T = TypeVar("T")
 _SEED_BOUND = 2**63 - 1
@@ -26,7 +26,8 @@ _SEED_BOUND = 2**63 - 1
 
 class Rng:
     """Scalar draws for parameter sampling. Array randomness (noise) is drawn at apply time from
-    a numpy generator seeded by a 64-bit number sampled here, so parameters stay small records."""
+    a torch generator seeded by a 64-bit number sampled here (``torch_generator``), so parameters
+    stay small records and both backends draw the same numbers on the CPU."""
 
     __slots__ = ("_r",)
 
@@ -74,3 +75,12 @@ def worker_seed() -> int:
     """The seed torch gave this process (per DataLoader worker); for users who want to seed a
     ``torch.Generator`` of their own in ``worker_init_fn``."""
     return torch.initial_seed() % _SEED_BOUND
+
+
+def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator array randomness (noise, random erasing) is drawn from, seeded by a plan's
+    64-bit number. Both backends use it, so on the CPU they draw identical arrays; a CUDA
+    generator (Philox) gives the same distribution but other numbers."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed) % (_SEED_BOUND + 1))
+    return g

@@ -4,29 +4,36 @@ batch then runs each round of Warp stages as ONE ``grid_sample`` (the grid built
 the per-sample 3×3 inverse matrices, so perspective needs nothing extra) and each round of
 Values stages as tensor ops.
 
-Plans alternate Warp and Values stages (the planner fuses runs of each); samples whose plan
-lacks a stage another sample has (a Maybe that did not fire) get an identity there, so the
-rounds line up. ItemOp stages (blur, noise, erasing, hue, ...) are not batched yet: such a
-pipeline is refused with the transform's name.
+Samples' plans need not have the same stages (a Maybe that did not fire, a RandomErasing that
+skipped, a OneOf's other choice): the stages are scheduled into rounds in pipeline order, each
+round one kind (a warp, a colour group, or one ItemOp such as blur), run once for the samples
+that have it while the others wait. ItemOp stages (blur, noise, erasing, hue, saturation,
+grayscale) run through the batch kernels in ``_torch_pixel``; an ItemOp without one is refused
+with the transform's name.
 
 Differences from the OpenCV path, all within interpolation tolerance: values stay float (no
 rounding to uint8 between stages); colour maps other than clipped lines are applied through a
 1025-point table with linear interpolation; there is no antialiasing prefilter for shrinks of
 2x or more; ``border="reflect"`` is torch's reflection, which repeats the edge pixel (OpenCV's
-REFLECT_101 does not).
+REFLECT_101 does not); hue is turned in float HSV (see ``_torch_pixel``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torchdeck.augment import _torch_pixel  # noqa: F401  (it registers the batch kernels)
 from torchdeck.augment._base import Options, Transform
-from torchdeck.augment._plan import Plan, Values, Warp
+from torchdeck.augment._grid import sampling_grid
+from torchdeck.augment._kernels import BATCH_KERNELS
+from torchdeck.augment._plan import ItemOp, Plan, Stage, Values, Warp
 from torchdeck.augment._rng import make_rng
+from torchdeck.augment._torch_pixel import BatchContext
 from torchdeck.augment._values import LUMA, colour_channels
 from torchdeck.augment._warp import _within
 
@@ -63,52 +70,94 @@ def apply_batch(pipe: Transform, images: torch.Tensor, masks: torch.Tensor | Non
     # The warp is linear in the values: scaling to 0..1 after it spares a pass over the input.
     x, pending = images.float(), unit
     opts = pipe.options
-    for kind, stages in _rounds(plans, (h, w)):
+    normalized = False
+    for kind, stages in _rounds(plans, pipe):
         if kind == "warp":
             x, masks = _warp_round(x, masks, stages, opts, unit, pending)
         else:
-            x = _values_round(x / pending if pending != 1.0 else x, stages)
+            x = x / pending if pending != 1.0 else x
+            if kind == "values":
+                x = _values_round(x, stages)
+                normalized = normalized or any(st is not None and st.to_tensor for st in stages)
+            else:
+                x = _item_round(x, stages, BatchContext(opts, images.dtype == torch.uint8, normalized))
         pending = 1.0
     return (x / pending if pending != 1.0 else x), masks
 
 
-def _rounds(plans: Sequence[Plan], size: tuple[int, int]) -> list[tuple[str, list[Any]]]:
-    """The plans as aligned rounds: warp, values, warp, ... with None where a sample has none."""
-    seqs = []
+def _kind(stage: Stage) -> str:
+    """The round a stage runs in: "warp", "values", or the ItemOp's operation."""
+    if isinstance(stage, ItemOp) and stage.op not in BATCH_KERNELS:
+        raise ValueError(f"apply_batch: {stage.op} is not batched yet (batched: projective and pointwise colour "
+                         f"transforms, {', '.join(sorted(BATCH_KERNELS))}); use the per-sample pipeline for it")
+    return stage.op
+
+
+def _pipeline_order(pipe: Transform) -> dict[int, int]:
+    """Each transform of the pipeline's tree (by identity) -> its place in depth-first order, all
+    members of a OneOf / SomeOf included, so samples that chose differently still agree."""
+    order: dict[int, int] = {}
+
+    def visit(t: Transform) -> None:
+        order.setdefault(id(t), len(order))
+        for field in t.nested:
+            v = getattr(t, field)
+            for inner in (v if isinstance(v, tuple) else (v,)):
+                visit(inner)
+    visit(pipe)
+    return order
+
+
+def _stage_steps(stage: Stage) -> tuple[int, ...]:
+    return stage.steps if isinstance(stage, Warp) else stage.step_ids
+
+
+def _rounds(plans: Sequence[Plan], pipe: Transform) -> list[tuple[str, list[Any]]]:
+    """The plans as rounds: (kind, one stage or None per sample), each sample's stages in order.
+
+    Each round runs the waiting stage that comes first in pipeline order, placed by its *last*
+    step: a warp fused across a step another sample still has to run (Rotate, Maybe(Blur),
+    Resize without the blur is one warp) then waits until that step has run, so every warp
+    round sees one frame size. Samples without a stage of the round's kind (or, for a warp, of
+    its output size) wait: an identity there. Running a sample's stage in an earlier round than
+    another's is harmless (each sample's own order is kept); only the frame size must agree."""
+    order = _pipeline_order(pipe)
+    queues = []
     for plan in plans:
-        seq: list[Any] = []
+        queue = []
         for st in plan.stages:
-            if not isinstance(st, (Warp, Values)):
-                raise ValueError(f"apply_batch: {st.op} is not batched yet (only projective and pointwise colour "
-                                 "transforms are); use the per-sample pipeline for it")
-            if isinstance(st, Warp) != (len(seq) % 2 == 0):
-                seq.append(None)  # the other kind's empty slot keeps warp rounds at even places
-            seq.append(st)
-        seqs.append(seq)
-    n = max((len(s) for s in seqs), default=0)
-    return [("warp" if r % 2 == 0 else "values", [s[r] if r < len(s) else None for s in seqs]) for r in range(n)]
+            place = max((order.get(id(plan.steps[i].transform), math.inf) for i in _stage_steps(st)),
+                        default=math.inf)
+            queue.append((place, _kind(st), st))
+        queues.append(queue)
+    heads = [0] * len(plans)
+    rounds = []
+    while True:
+        waiting = [(q[i][0], k, q[i][1]) for k, (q, i) in enumerate(zip(queues, heads)) if i < len(q)]
+        if not waiting:
+            return rounds
+        _, first, kind = min(waiting)
+        # A warp into another frame size cannot share the round (the batch is one tensor); it
+        # waits for a round of its own size.
+        size = queues[first][heads[first]][2].size if kind == "warp" else None
+        stages: list[Any] = []
+        for k, q in enumerate(queues):
+            if heads[k] < len(q) and q[heads[k]][1] == kind and (size is None or q[heads[k]][2].size == size):
+                stages.append(q[heads[k]][2])
+                heads[k] += 1
+            else:
+                stages.append(None)
+        rounds.append((kind, stages))
 
 
-def _grid(inverses: np.ndarray, in_size: tuple[int, int], size: tuple[int, int], clamp: np.ndarray,
-          device: torch.device) -> torch.Tensor:
-    """grid_sample's grid (B×H'×W'×2, align_corners=False) from output->input 3×3 maps in
-    continuous coordinates (pixel centres at +0.5). ``clamp``: samples whose source points are
-    held within the outermost pixel centres (the edge pixel repeats, as cv2's BORDER_REPLICATE)."""
-    (ih, iw), (oh, ow) = in_size, size
-    # float32: coordinates of a few thousand pixels keep ~1e-4 px, far below interpolation error.
-    inv = torch.as_tensor(inverses, dtype=torch.float32, device=device)
-    ys = torch.arange(oh, dtype=torch.float32, device=device) + 0.5
-    xs = torch.arange(ow, dtype=torch.float32, device=device) + 0.5
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    pts = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(1, -1, 3)  # 1×N×3
-    src = pts @ inv.transpose(1, 2)                                             # B×N×3
-    z = src[..., 2:].clamp_min(1e-6)  # points behind the projection land far outside: fill
-    sx, sy = src[..., 0] / z[..., 0], src[..., 1] / z[..., 0]
-    keep = torch.as_tensor(clamp, device=device)[:, None]
-    sx = torch.where(keep, sx.clamp(0.5, iw - 0.5), sx)
-    sy = torch.where(keep, sy.clamp(0.5, ih - 0.5), sy)
-    grid = torch.stack([sx * (2.0 / iw) - 1.0, sy * (2.0 / ih) - 1.0], dim=-1)
-    return grid.reshape(-1, oh, ow, 2)
+def _item_round(x: torch.Tensor, stages: list[ItemOp | None], ctx: BatchContext) -> torch.Tensor:
+    """One ItemOp for the samples that have it (the others pass through)."""
+    idx = [i for i, st in enumerate(stages) if st is not None]
+    kernel = BATCH_KERNELS[stages[idx[0]].op]
+    if len(idx) == len(stages):
+        return kernel(x, stages, ctx)
+    rows = torch.tensor(idx, device=x.device)
+    return x.index_copy(0, rows, kernel(x.index_select(0, rows), [stages[i] for i in idx], ctx))
 
 
 def _warp_round(x: torch.Tensor, masks: torch.Tensor | None, stages: list[Warp | None],
@@ -117,13 +166,14 @@ def _warp_round(x: torch.Tensor, masks: torch.Tensor | None, stages: list[Warp |
     sizes = {st.size for st in stages if st is not None} | ({in_size} if None in stages else set())
     if len(sizes) != 1:
         raise ValueError(f"apply_batch: the samples of a batch come out in different sizes {sorted(sizes)}; "
-                         "end the pipeline with a fixed-size resize or crop")
+                         "a batch is one tensor: end the pipeline with a fixed-size resize or crop, and put "
+                         "random-size steps where no blur, noise or other per-sample op separates them from it")
     size = sizes.pop()
     eye = np.eye(3)
     inverses = np.stack([eye if st is None else st.inverse for st in stages])
     # As the OpenCV path: an output inside the input repeats the edge pixel for its last half pixel.
     clamp = np.array([opts.border == "replicate" or st is None or _within(st) for st in stages])
-    grid = _grid(inverses, in_size, size, clamp, x.device)
+    grid = sampling_grid(inverses, in_size, size, clamp, x.device)
     pad = {"constant": "zeros", "replicate": "border", "reflect": "reflection"}[opts.border]
     out = F.grid_sample(x, grid, mode=_MODES[opts.interpolation], padding_mode=pad, align_corners=False)
     if pending != 1.0:
