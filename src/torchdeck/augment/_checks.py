@@ -48,22 +48,24 @@ def span(owner: str, field: str, value: Any, *, around: float | None = None, min
 
 def size2(owner: str, field: str, value: Any) -> tuple[int, int]:
     """``(height, width)`` in pixels; one integer means a square."""
+    given = value  # the message shows what the caller wrote, not the square/cube made of it
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ValueError(f"{owner}: {field} must be a positive integer or a (height, width) pair of them, got {value!r}")
+        raise ValueError(f"{owner}: {field} must be a positive integer or a (height, width) pair of them, got {given!r}")
     return int(value[0]), int(value[1])
 
 
 def size3(owner: str, field: str, value: Any) -> tuple[int, int, int]:
     """``(depth, height, width)`` in voxels; one integer means a cube."""
+    given = value  # the message shows what the caller wrote, not the square/cube made of it
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value, value)
     if (not isinstance(value, (tuple, list)) or len(value) != 3
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
         raise ValueError(f"{owner}: {field} must be a positive integer or a (depth, height, width) triple of them, "
-                         f"got {value!r}")
+                         f"got {given!r}")
     return int(value[0]), int(value[1]), int(value[2])
 
 

@@ -9,6 +9,7 @@ import ipywidgets as W
 import traitlets
 
 from torchdeck.spec import Experiment
+from torchdeck.widgets._augment_panel import AugmentPanel
 from torchdeck.widgets._chain_panel import ChainPanel
 from torchdeck.widgets._data_panel import DataPanel
 from torchdeck.widgets._monitor import TrainingMonitor
@@ -32,6 +33,7 @@ class Studio(W.VBox):
     def __init__(self, spec: Experiment | None = None) -> None:
         self.state = StudioState(spec)
         self.data_panel = DataPanel(self.state)
+        self.augment_panel = AugmentPanel(self.state)
         self.chain_panel = ChainPanel(self.state)
         self.schedule_panel = SchedulePanel(self.state)
         self.monitor = TrainingMonitor(self.state)
@@ -48,7 +50,8 @@ class Studio(W.VBox):
         title.add_class("td-title")
         super().__init__([
             W.HTML(f"<style>{css}</style>"), title, self.error,
-            W.HBox([W.VBox([_panel(self.data_panel), _panel(self.chain_panel), _panel(self.schedule_panel)],
+            W.HBox([W.VBox([_panel(self.data_panel), _panel(self.augment_panel), _panel(self.chain_panel),
+                            _panel(self.schedule_panel)],
                            layout=W.Layout(width="620px")),
                     W.VBox([_panel(self.monitor), _panel(self.playground)])],
                    layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
