@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from torchdeck import optim as O
 from torchdeck.data import TensorLoader
-from torchdeck.train import Learner, MetricStream, TrainingPhase
+from torchdeck.schedules import Linear, Scheduler
+from torchdeck.train import Callback, Learner, MetricStream, Recorder, TrainingPhase
 
 from ._tiny import tiny_data, tiny_learner
 
@@ -79,3 +81,95 @@ def test_steps_of_a_training_only_run_wait_until_read_or_cleared():
     assert streams[0].snapshot()["loss"][0] == learners[0].history.steps == list(range(6))
     streams[1].clear()
     assert streams[1].snapshot() == {} and streams[1].latest("loss") is None
+
+
+# -- momentum, epoch rows, arrays ------------------------------------------------------------
+@pytest.mark.parametrize("make_optimizer, key, expected", [
+    (lambda ps: O.Optimizer(ps, O.chain(O.adam(b1=0.8), O.scale_lr(1e-2))), "b1", 0.8),
+    (lambda ps: O.Optimizer(ps, O.chain(O.momentum(rho=0.7), O.scale_lr(1e-2))), "rho", 0.7),
+    (lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.6), "momentum", 0.6),
+    (lambda ps: torch.optim.Adam(ps, lr=1e-2, betas=(0.85, 0.99)), "betas", 0.85),
+    (lambda ps: O.Optimizer(ps, O.scale_lr(1e-2)), None, None),
+])
+def test_momentum_is_read_from_the_first_param_group_whatever_its_name(make_optimizer, key, expected):
+    stream = MetricStream()
+    learner = tiny_learner([stream], n_train=24, batch_size=8, epochs=2)
+    learner.state.optimizer = make_optimizer(learner.model.parameters())
+    learner.fit()
+    snap = stream.snapshot()
+    assert stream.momentum_key == key
+    if key is None:
+        assert "momentum" not in snap
+    else:
+        assert snap["momentum"] == (list(range(6)), [expected] * 6)
+    assert snap["lr"] == (list(range(6)), [1e-2] * 6)
+
+
+def test_a_scheduled_momentum_is_recorded_at_each_step():
+    stream = MetricStream()
+    b1 = Linear(0.95, 0.85, steps=6)  # the schedule's own values are the reference below
+    learner = tiny_learner([stream, Scheduler({"b1": b1})], n_train=24, batch_size=8, epochs=2)
+    learner.fit()
+    xs, ys = stream.snapshot()["momentum"]
+    assert xs == list(range(6))
+    assert ys == pytest.approx([0.95 - 0.1 * t / 6 for t in range(6)], rel=1e-12)
+
+
+def test_epoch_rows_are_the_recorders_rows_and_new_rows_can_be_asked_alone():
+    stream = MetricStream()
+    learner = tiny_learner([stream], n_train=24, batch_size=8, epochs=3)
+    learner.fit()
+    assert stream.epoch_rows() == learner.history.epochs and stream.epoch_count == 3
+    assert stream.epoch_rows(2) == learner.history.epochs[2:]
+    rows = stream.epoch_rows()
+    rows[0]["epoch"] = 99  # copies: a reader cannot change the stream
+    assert stream.epoch_rows()[0]["epoch"] == 1
+
+
+def test_without_a_recorder_the_stream_makes_the_same_row_itself():
+    stream = MetricStream()
+    learner = tiny_learner([stream], n_train=24, batch_size=8, epochs=2)
+    learner.remove_callback(Recorder)
+    assert not any(isinstance(cb, Recorder) for cb in learner.callbacks)
+    learner.fit()
+    rows = stream.epoch_rows()
+    assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [3, 6]
+    snap = stream.snapshot()
+    assert [r["valid_loss"] for r in rows] == snap["valid_loss"][1]
+    assert all(r["epoch_seconds"] >= 0 for r in rows)
+
+
+def test_arrays_return_only_series_that_moved_and_a_clear_is_a_new_generation():
+    stream = MetricStream()
+    learner = tiny_learner([stream], n_train=24, batch_size=8, epochs=1)
+    learner.fit()
+    first = stream.arrays()
+    np.testing.assert_array_equal(first["loss"][1], learner.history.steps)
+    np.testing.assert_allclose(first["loss"][2], learner.history.losses, rtol=1e-6)
+    drawn = {k: version for k, (version, _, _) in first.items()}
+    assert stream.arrays(drawn) == {}
+    stream.push("valid_loss", 9, 0.5)
+    moved = stream.arrays(drawn)
+    assert list(moved) == ["valid_loss"] and moved["valid_loss"][2][-1] == 0.5
+    generation = stream.generation
+    learner.fit(1)  # a fit begins with a clear
+    assert stream.generation == generation + 1
+
+
+def test_tensor_hyperparameters_changed_in_place_are_recorded_as_they_were_at_each_step():
+    class InPlaceDecay(Callback):
+        """Halves a tensor lr in place after every step, as tensor-lr schedulers do."""
+
+        def step_end(self, state) -> None:
+            if state.phase.training:
+                state.optimizer.param_groups[0]["lr"].mul_(0.5)
+
+    stream = MetricStream()
+    learner = tiny_learner([InPlaceDecay(), stream], n_train=24, batch_size=8, epochs=1)
+    learner.state.optimizer = torch.optim.SGD(learner.model.parameters(), lr=torch.tensor(0.1), momentum=0.9)
+    learner.fit()
+    # The decay runs first at each step (the order given), so step k's lr reads 0.1 / 2**(k+1); a
+    # stream that kept the tensor itself would show the last value at every step.
+    order = [type(cb).__name__ for cb in learner.callbacks]
+    assert order.index("InPlaceDecay") < order.index("MetricStream")
+    assert stream.snapshot()["lr"][1] == pytest.approx([0.05, 0.025, 0.0125], rel=1e-6)

@@ -15,7 +15,7 @@ from torchdeck.train._precision import GradAccumulation, MixedPrecision, ToDevic
 from torchdeck.train._probe import SanityCheck, sanity_check
 from torchdeck.train._runner import Run
 from torchdeck.train._state import History, TrainState
-from torchdeck.train._stream import MetricStream, Series
+from torchdeck.train._stream import MOMENTUM_KEYS, MetricStream, Series, momentum_key
 from torchdeck.train._tensorboard import TensorBoard
 from torchdeck.train._throttle import Throttle
 
@@ -27,4 +27,5 @@ __all__ = [
     "EarlyStopping", "StopOnNaN", "TimeBudget", "Throttle", "SanityCheck", "sanity_check",
     "CSVLogger", "JSONLLogger", "ToDevice", "MixedPrecision", "GradAccumulation", "available_devices",
     "LRFindResult", "lr_find", "suggest_lrs", "StateAccessError", "StateView", "TensorBoard",
+    "MOMENTUM_KEYS", "momentum_key",
 ]

@@ -1,53 +1,67 @@
-"""The training monitor: Train / Pause / Stop and live loss and metric charts.
+"""The training monitor: Train / Pause / Stop, live charts (loss, metrics, lr and momentum),
+an epoch table, sample predictions, and the error of a failed run.
 
 Threading rules (ipywidgets #2358, #4020; voila #431): training runs on a background
 thread; that thread only sets widget traits and changes FigureWidget data inside one
-``batch_update`` per redraw, at most every ``redraw_interval`` seconds — never
-``clear_output``, never ``with output:``.
+``batch_update`` per redraw, at most once per ``redraw_interval`` seconds (and once at the
+run's end) — never ``clear_output``, never ``with output:``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import ipywidgets as W
-import plotly.graph_objects as go
+import numpy as np
 import traitlets
 
-from torchdeck.train import Learner, MetricStream, Run
-from torchdeck.widgets._figure import LiveFigure
+from torchdeck.train import Learner, MetricStream, Run, momentum_key
+from torchdeck.widgets._monitor_chart import TraceSpec, build_chart, chart_traces
+from torchdeck.widgets._monitor_gate import RedrawGate
+from torchdeck.widgets._monitor_views import PredictionView, epoch_table_html, failure_html, prediction_view
 from torchdeck.widgets._state import StudioState
 
-__all__ = ["TrainingMonitor"]
+__all__ = ["TrainingMonitor", "Controls", "CONTROLS"]
 
 
-Series = tuple[str, str, str, int]  # stream key, legend label, mode, row (1: loss, 2: metrics)
+@dataclasses.dataclass(frozen=True)
+class Controls:
+    """Which buttons a status enables, and what the pause button says."""
+
+    train: bool
+    pause: bool
+    pause_label: str
+    stop: bool
 
 
-def _scatter(key: str, label: str, mode: str, row: int) -> go.Scatter:
-    axes = {} if row == 1 else {"xaxis": "x2", "yaxis": "y2"}
-    return go.Scatter(x=[], y=[], name=label, mode=mode, legendgroup=str(row), **axes)
+_READY = Controls(train=True, pause=False, pause_label="Pause", stop=False)
+_RUNNING = Controls(train=False, pause=True, pause_label="Pause", stop=True)
+# Status (the Run's, plus "idle" before any run) -> buttons.
+CONTROLS: dict[str, Controls] = {
+    "idle": _READY,
+    "starting": _RUNNING,
+    "running": _RUNNING,
+    "paused": Controls(train=False, pause=True, pause_label="Resume", stop=True),
+    "stopping": Controls(train=False, pause=False, pause_label="Pause", stop=False),
+    "stopped": _READY,
+    "finished": _READY,
+    "failed": _READY,
+}
+
+_EMPTY = np.zeros(0)
 
 
-def _chart(series: list[Series]) -> LiveFigure:
-    """Loss (log scale) above, metrics below, one shared step axis.
-
-    One figure, so every redraw is one message.
-    """
-    # Traces go in at construction: Voila renders widgets from their state after the
-    # notebook ran, so trace additions sent before the page existed would be lost.
-    fig = LiveFigure(data=[_scatter(*s) for s in series], layout=go.Layout(
-        height=520, width=520, margin=dict(l=55, r=10, t=30, b=40),
-        xaxis=dict(anchor="y", matches="x2", showticklabels=False),
-        yaxis=dict(domain=[0.56, 1.0], type="log", exponentformat="e", title="loss"),
-        xaxis2=dict(anchor="y2", title="step"),
-        yaxis2=dict(domain=[0.0, 0.44], range=[0, 1.02], title="metric"),
-        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom")))
-    fig.add_class("td-train-chart")
-    return fig
+def _fraction(progress: dict[str, Any]) -> float:
+    """How far through the fit, by epochs (a validation pass counts as its epoch's end)."""
+    epochs, batches = progress.get("epochs") or 0, progress.get("batches") or 0
+    if epochs < 1:
+        return 0.0
+    within = progress["batch"] / batches if progress.get("phase") == "train" and batches else 1.0
+    return min(1.0, max(0.0, (progress["epoch"] - 1 + within) / epochs))
 
 
 class TrainingMonitor(W.VBox):
@@ -55,21 +69,43 @@ class TrainingMonitor(W.VBox):
 
     Works without a display too (the charts are plain widgets), which is how the tests and
     the overhead benchmark drive it.
+
+    Args:
+        state: the Studio's state; Train builds and runs its spec.
+        redraw_interval: least seconds between two redraws while a run streams.
+        capacity: points kept per chart trace (longer runs are decimated, keeping min/max).
+        predictions: validation samples in the prediction grid drawn after an epoch; 0 for
+            none. Only runs started here (Train / :meth:`start`) have them.
+        clock: the time source for the redraw interval (tests pass a fake one).
     """
 
     current_step = traitlets.Int(-1, help="the last training step the run has taken (the schedules' t), set at "
                                           "each redraw; -1 before the run's first step")
 
-    def __init__(self, state: StudioState, *, redraw_interval: float = 0.1, capacity: int = 2000) -> None:
+    def __init__(self, state: StudioState, *, redraw_interval: float = 0.1, capacity: int = 2000,
+                 predictions: int = 8, clock: Callable[[], float] = time.monotonic) -> None:
+        if isinstance(predictions, bool) or not isinstance(predictions, int) or predictions < 0:
+            raise ValueError(f"TrainingMonitor: predictions must be a number of samples >= 0 (0: none), "
+                             f"got {predictions!r}")
         self.state = state
-        self.redraw_interval = redraw_interval
+        self.gate = RedrawGate(redraw_interval, clock)
+        self.n_predictions = predictions
         self.stream = MetricStream(capacity)
         self.stream.subscribe(self._on_stream)
         self.learner: Learner | None = None
         self.run: Run | None = None
         self.redraws = 0
-        self._last_draw = 0.0
-        self._draw_lock = threading.Lock()
+        self._draw_lock = threading.RLock()
+        self._control_lock = threading.Lock()
+        self._status = "idle"
+        # What the widgets show, to redraw only what changed since.
+        self._generation = -1
+        self._versions: dict[str, int] = {}
+        self._rows: list[dict[str, float]] = []
+        self._drawn_version = -1
+        self._predict_from: Learner | None = None   # the learner of a run started here
+        self._predicted_epoch = (-1, 0)            # (stream generation, epochs) of the last grid
+        self._prediction: PredictionView | None = None
 
         self.epochs = W.BoundedIntText(value=state.spec.train.epochs, min=1, max=100_000, description="Epochs",
                                        layout=W.Layout(width="170px"))
@@ -85,34 +121,52 @@ class TrainingMonitor(W.VBox):
         self.stop_button.on_click(lambda _: self.stop())
         self.status = W.HTML("status: <b>idle</b>")
         self.status.add_class("td-status")
+        self.progress_bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="300px"))
+        self.progress_bar.add_class("td-progress-bar")
         self.progress = W.HTML("")
         self.progress.add_class("td-progress")
         self.headline = W.HTML("")
         self.headline.add_class("td-accuracy")
+        self.failure = W.HTML("")
+        self.failure.add_class("td-failure")
+        self.table = W.HTML("")
+        self.table.add_class("td-epoch-table")
+        self.predictions = W.Image(format="png", layout=W.Layout(max_width="100%", display="none"))
+        self.predictions.add_class("td-predictions")
+        self.prediction_table = W.HTML("")
+        self.prediction_table.add_class("td-predictions-table")
 
-        self.chart = _chart(self._series())
+        self._trace_specs: list[TraceSpec] = []
+        self.chart = self._make_chart()
         self._traces: dict[str, Any] = {}
         self._index_traces()
         super().__init__([
             W.HTML("<b>Training</b>"),
             W.HBox([self.epochs, self.train_button, self.pause_button, self.stop_button]),
-            self.status, self.progress, self.headline,
+            self.status, W.HBox([self.progress_bar, self.progress]), self.headline, self.failure,
             self.chart,
+            self.table,
+            self.predictions, self.prediction_table,
         ])
         state.observe(self._spec_changed, "spec")
 
+    @property
+    def redraw_interval(self) -> float:
+        """Least seconds between two redraws while a run streams."""
+        return self.gate.interval
+
     # -- charts ----------------------------------------------------------------------------------
-    def _series(self) -> list[Series]:
+    def _make_chart(self, momentum: str | None = None) -> Any:
         metrics = list(self.state.task().metrics())
         self._headline_metric = f"valid_{metrics[0]}" if metrics else "valid_loss"
-        loss = [("loss", "train loss (step)", "lines", 1), ("train_loss", "train loss (epoch)", "lines+markers", 1),
-                ("valid_loss", "valid loss (epoch)", "lines+markers", 1)]
-        return loss + [(f"valid_{m}", f"valid {m}", "lines+markers", 2) for m in metrics]
+        label = "momentum" if momentum in (None, "momentum") else f"momentum ({momentum})"
+        self._trace_specs = chart_traces(metrics, label)
+        return build_chart(self._trace_specs)
 
     def _index_traces(self) -> None:
-        self._traces = {key: trace for (key, *_), trace in zip(self._series(), self.chart.data)}
+        self._traces = {spec.key: trace for spec, trace in zip(self._trace_specs, self.chart.data)}
 
-    def _new_chart(self) -> None:
+    def _new_chart(self, momentum: str | None = None) -> None:
         """A fresh figure for the next run, in the old one's place.
 
         Why fresh: anywidget (0.11) gives a widget model 2 s from its creation to import its
@@ -123,36 +177,91 @@ class TrainingMonitor(W.VBox):
         alone, on an idle page. (Found by instrumenting the kernel and the page; the schedule
         plot and the playground load at page load and draw from their first state either way.)
         """
-        old = self.chart
-        self.chart = _chart(self._series())
-        self._index_traces()
-        self.children = tuple(self.chart if c is old else c for c in self.children)
+        with self._draw_lock:
+            old = self.chart
+            self.chart = self._make_chart(momentum)
+            self._index_traces()
+            self._versions = {}  # the new figure has drawn nothing yet
+            self.children = tuple(self.chart if c is old else c for c in self.children)
         old.close()
 
     def redraw(self) -> None:
-        """Copy the stream into the charts: one message per figure."""
+        """Copy what changed in the stream into the widgets: one message per figure."""
         with self._draw_lock:
-            snap = self.stream.snapshot()
-            with self.chart.lock, self.chart.batch_update():
-                for key, trace in self._traces.items():
-                    xs, ys = snap.get(key, ([], []))
-                    trace.x, trace.y = xs, ys
-            steps = snap.get("loss", ([], []))[0]  # x of each training step's loss: its step
-            self.current_step = int(steps[-1]) if steps else -1
-            p = self.stream.progress
-            if p:
-                self.progress.value = (f"epoch {p['epoch']}/{p['epochs']} · {p['phase']} batch "
-                                       f"{p['batch']}/{p['batches']} · step {p['step']}")
-            value = self.stream.latest(self._headline_metric)
-            if value is not None:
-                self.headline.value = f"{self._headline_metric.replace('_', ' ')} <b>{value:.4f}</b>"
+            self.gate.drawn()
+            stream = self.stream
+            self._drawn_version = stream.version
+            if stream.generation != self._generation:  # a new fit: start from empty traces and table
+                self._generation, self._versions, self._rows = stream.generation, {}, []
+                changed = {key: (-1, _EMPTY, _EMPTY) for key in self._traces}
+            else:
+                changed = {}
+            changed.update(stream.arrays(self._versions))
+            edits = [(self._traces[k], xs, ys) for k, (_, xs, ys) in changed.items() if k in self._traces]
+            if edits:
+                with self.chart.lock, self.chart.batch_update():
+                    for trace, xs, ys in edits:
+                        trace.x, trace.y = xs, ys
+            self._versions.update({k: version for k, (version, _, _) in changed.items()})
+            if "loss" in changed:
+                steps = changed["loss"][1]  # x of each training step's loss: its step
+                self.current_step = int(steps[-1]) if len(steps) else -1
+            new_rows = stream.epoch_rows(len(self._rows))
+            if new_rows or not self._rows:
+                self._rows.extend(new_rows)
+                self.table.value = epoch_table_html(self._rows)
+                value = self._rows[-1].get(self._headline_metric) if self._rows else None
+                self.headline.value = (f"{self._headline_metric.replace('_', ' ')} <b>{value:.4f}</b>"
+                                       if value is not None else "")
+            self._show_progress(stream.progress)
+            if self._prediction is not None:
+                self._show_prediction(self._prediction)
+                self._prediction = None
             self.redraws += 1
-            self._last_draw = time.monotonic()
+
+    def redraw_if_stale(self) -> None:
+        """Redraw when the stream has moved (or a prediction waits) since the last redraw."""
+        if self.gate.pending or self._prediction is not None or self.stream.version != self._drawn_version:
+            self.redraw()
+
+    def _show_progress(self, p: dict[str, Any]) -> None:
+        if not p:
+            self.progress.value, self.progress_bar.value = "", 0.0
+            return
+        self.progress.value = (f"epoch {p['epoch']}/{p['epochs']} · {p['phase']} batch "
+                               f"{p['batch']}/{p['batches']} · step {p['step']}")
+        self.progress_bar.value = _fraction(p)
+
+    def _show_prediction(self, view: PredictionView) -> None:
+        if view.png:
+            self.predictions.value = view.png
+        self.predictions.layout.display = None if view.png else "none"
+        self.prediction_table.value = view.html
+
+    def _predict(self) -> None:
+        """Sample predictions of the epoch that just ended, kept for the next redraw.
+
+        Called on the training thread between steps, so the model is not changing under it.
+        """
+        learner = self._predict_from
+        epoch = (self.stream.generation, self.stream.epoch_count)
+        if learner is None or learner.task is None or epoch == self._predicted_epoch:
+            return  # not a run of ours, or no epoch has ended since the last grid
+        self._predicted_epoch = epoch
+        try:
+            self._prediction = prediction_view(learner.show_results(self.n_predictions))
+        except Exception as e:  # the grid is a view: a task that cannot show results must not end the run
+            self._prediction = PredictionView(
+                html=f"<i>no sample predictions: {html.escape(type(e).__name__)}: {html.escape(str(e))}</i>")
 
     def _on_stream(self, stream: MetricStream, event: str) -> None:
-        # Called on the training thread: redraw by wall-clock time, not by step count, and
-        # always at epoch ends so no epoch value waits for the next step.
-        if event != "step" or time.monotonic() - self._last_draw >= self.redraw_interval:
+        # On the training thread: redraw by wall-clock time, not per step or epoch (a run of
+        # short epochs would redraw at each), and always at the end so the final state shows.
+        # Predictions come with the redraws of epoch ends and the end, so they cost at most
+        # one grid per redraw.
+        if event == "fit_end" or self.gate.due():
+            if event in ("epoch", "fit_end"):
+                self._predict()
             self.redraw()
 
     # -- control ---------------------------------------------------------------------------------
@@ -165,42 +274,60 @@ class TrainingMonitor(W.VBox):
         except Exception as e:  # a spec that validates can still fail to build; keep the Studio alive
             self.state.error = f"could not build the run: {e}"
             return None
-        self._new_chart()
+        self._new_chart(momentum_key(learner.optimizer))
         learner.add_callback(self.stream)
         self.learner = learner
-        self._set_status("running")
-        self.train_button.disabled, self.pause_button.disabled, self.stop_button.disabled = True, False, False
-        self.pause_button.description = "Pause"
-        self.run = learner.fit_async()
+        self._predict_from = learner if self.n_predictions else None
+        self._prediction = None
+        self.failure.value = ""
+        self._show_prediction(PredictionView())
+        with self._control_lock:
+            self._set_status("running")
+            self.run = learner.fit_async()
         self.run.on_done(self._finished)
         return self.run
 
     def toggle_pause(self) -> None:
-        if self.run is None or self.run.done:
-            return
-        if self.pause_button.description == "Pause":
-            self.run.pause()
-            self.pause_button.description = "Resume"
-            self._set_status("paused")
-        else:
-            self.run.resume()
-            self.pause_button.description = "Pause"
-            self._set_status("running")
+        """Pause a running run, resume a paused one; anything else is left alone."""
+        with self._control_lock:
+            run = self.run
+            if run is None or run.done or self._status not in ("running", "paused"):
+                return
+            if self._status == "running":
+                run.pause()
+                self._set_status("paused")
+            else:
+                run.resume()
+                self._set_status("running")
+            paused = self._status == "paused"
+        if paused:  # show what came since the last redraw: nothing else will until Resume
+            self.redraw_if_stale()
 
     def stop(self) -> None:
-        if self.run is not None and not self.run.done:
-            self._set_status("stopping")
-            self.run.stop()
+        with self._control_lock:
+            if self.run is not None and not self.run.done:
+                self._set_status("stopping")
+                self.run.stop()
 
     def _finished(self, run: Run) -> None:
-        self.redraw()
-        detail = f": {html.escape(type(run.error).__name__)}: {html.escape(str(run.error))}" if run.error else ""
-        self._set_status(run.status, detail)
-        self.train_button.disabled, self.pause_button.disabled, self.stop_button.disabled = False, True, True
-        self.pause_button.description = "Pause"
+        self._predict_from = None
+        self.redraw_if_stale()
+        detail = ""
+        if run.error is not None:
+            detail = f": {html.escape(type(run.error).__name__)}: {html.escape(str(run.error))}"
+            self.failure.value = failure_html(run.error, run.traceback)
+        with self._control_lock:
+            self._set_status(run.status, detail)
 
     def _set_status(self, status: str, detail: str = "") -> None:
-        self.status.value = f"status: <b>{status}</b>{detail}"
+        """Show ``status`` and set the buttons it allows (call with the control lock held)."""
+        controls = CONTROLS.get(status, _RUNNING)
+        self._status = status
+        self.status.value = f"status: <b>{html.escape(status)}</b>{detail}"
+        self.train_button.disabled = not controls.train
+        self.pause_button.disabled = not controls.pause
+        self.pause_button.description = controls.pause_label
+        self.stop_button.disabled = not controls.stop
 
     def _spec_changed(self, change: dict[str, Any]) -> None:
         self.epochs.value = change["new"].train.epochs
