@@ -160,7 +160,7 @@ def test_callback_steps_on_validation_epoch_end_only():
     opt, ref_opt = _optimizer(), _optimizer()
     rop = ReduceOnPlateau(monitor="valid_accuracy", mode="max", patience=1, factor=0.5)
     ref = torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, mode="max", patience=1, factor=0.5)
-    assert rop.reads == ("metrics", "phase") and rop.writes == ()
+    assert rop.reads == ("metrics", "phase", "optimizer") and rop.writes == ()
     for acc in _metric("max")[:300]:
         rop.epoch_end(_state(opt, TrainingPhase(), {"train_loss": 0.0}))  # ignored
         rop.epoch_end(_state(opt, ValidationPhase(), {"valid_accuracy": float(acc), "valid_loss": 1.0}))

@@ -124,8 +124,11 @@ def test_show_batch_and_results(task):
 def test_bad_arguments(shapes, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         tasks.MultilabelClassification(shapes, **kwargs)
-    with pytest.raises(ValueError, match=r"multilabel-classification: data must be a ShapesDataset .*got ImageDataset"):
+    with pytest.raises(ValueError, match=r"multilabel-classification: 'digits' has one label per image; use "
+                                         r"image-classification"):
         tasks.MultilabelClassification(data.load("digits"))
+    with pytest.raises(ValueError, match=r"multilabel-classification: data must be a ShapesDataset .*got list"):
+        tasks.MultilabelClassification([])
     with pytest.raises(ValueError, match=r"targets must be \(N, 3\) multi-hot, got \(2,\)"):
         tasks.MultilabelClassification(shapes).encode_targets(np.zeros(2))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,20 @@ def available() -> list[str]:
 
 
 def load(name: str, **options: Any) -> Any:
-    """A built-in data set by name: ``data.load("digits")``. Nothing is downloaded."""
-    return DATASETS.lookup(name)(**options)
+    """A built-in data set by name: ``data.load("digits")``. Nothing is downloaded.
+
+    An option the loader does not take is a ValueError naming it and the allowed ones (a
+    TypeError from deep inside the call would name neither the data set nor the choices).
+    """
+    fn = DATASETS.lookup(name)
+    params = inspect.signature(fn).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        allowed = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in options:
+            if key not in allowed:
+                raise ValueError(f"data.load({name!r}): unknown option {key!r}; allowed: "
+                                 f"{', '.join(allowed) or 'none'}")
+    return fn(**options)
 
 
 def seeded_split(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +51,8 @@ def seeded_split(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, 
 class ImageDataset:
     """Labelled images held in memory, with a fixed train/valid split.
 
-    images: (N, H, W, C) uint8; labels: (N,) int64 class indices into ``classes``.
+    images: (N, H, W, C) uint8; labels: (N,) int64 class indices into ``classes``, or for
+    multi-label data (N, len(classes)) float32 multi-hot (1 where the class is present).
     """
 
     name: str
@@ -51,8 +65,15 @@ class ImageDataset:
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
             raise ValueError(f"{self.name}: images must be (N, H, W, C) uint8, got {self.images.shape} {self.images.dtype}")
-        if self.labels.shape != (len(self.images),):
-            raise ValueError(f"{self.name}: labels must be ({len(self.images)},), got {self.labels.shape}")
+        n, k = len(self.images), len(self.classes)
+        if self.labels.shape not in ((n,), (n, k)):
+            raise ValueError(f"{self.name}: labels must be ({n},) class indices or ({n}, {k}) multi-hot, got "
+                             f"{self.labels.shape}")
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether each image has a set of classes (multi-hot labels), not one."""
+        return self.labels.ndim == 2
 
     def split(self, which: str) -> tuple[np.ndarray, np.ndarray]:
         idx = {"train": self.train_idx, "valid": self.valid_idx}.get(which)

@@ -92,7 +92,19 @@ class Task:
 
     name: ClassVar[str] = ""
     blocks: ClassVar[tuple[str, str]] = ("", "")
+    # The data a task reads, declared by the task so that pickers (the Studio) offer only data
+    # it can use, a user's own task included: label -> (data set name, options); the first is
+    # the default. Paths go through ``data_from_path``.
+    builtin_data: ClassVar[Mapping[str, tuple[str, Mapping[str, Any]]]] = {}
+    # The backbone a run of this task starts with when the one chosen cannot read its inputs.
+    default_backbone: ClassVar[str] = "small_cnn"
     data: Any = None
+
+    @classmethod
+    def data_from_path(cls, path: str) -> tuple[str, dict[str, Any]]:
+        """``(data set name, options)`` that read ``path`` (a folder or a file) for this task."""
+        raise ValueError(f"{cls.name}: reads no data from a path ({path!r}); pick one of its built-in data sets: "
+                         f"{', '.join(cls.builtin_data) or 'none'}")
 
     def samples(self, split: str) -> tuple[Any, Any]:
         """Raw ``(inputs, targets)`` of a split; indexing either with an index array selects samples."""

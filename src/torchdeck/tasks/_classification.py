@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterator
 
 import numpy as np
@@ -12,6 +13,7 @@ from torch import nn
 from torchdeck import augment as A
 from torchdeck.data import ImageDataset, TensorLoader
 from torchdeck.tasks._base import Grid, Task, register_task
+from torchdeck.tasks._vision import FILE_IMAGE_SIZE, is_csv
 
 __all__ = ["ImageClassification", "AugmentedLoader"]
 
@@ -89,10 +91,24 @@ class ImageClassification(Task):
     """
 
     blocks = ("image", "label")
+    builtin_data = {"digits": ("digits", {})}
+
+    @classmethod
+    def data_from_path(cls, path: str) -> tuple[str, dict[str, Any]]:
+        """A folder per class (``image_folder``) or a CSV of image paths and labels (``image_csv``)."""
+        if os.path.isdir(path):
+            return "image_folder", {"root": path, "size": FILE_IMAGE_SIZE}
+        if is_csv(path):
+            return "image_csv", {"path": path, "size": FILE_IMAGE_SIZE}
+        raise ValueError(f"{cls.name}: {path!r} is neither a folder (one folder per class) nor a .csv file (columns "
+                         "image, label)")
 
     def __init__(self, data: ImageDataset, size: int | None = None, augment: Any = None) -> None:
         if not isinstance(data, ImageDataset):
             raise ValueError(f"image-classification: data must be an ImageDataset, got {type(data).__name__}")
+        if data.multilabel:
+            raise ValueError(f"image-classification: {data.name!r} has a set of labels per image (multi-hot); use "
+                             "multilabel-classification")
         if size is not None and (not isinstance(size, int) or size < 2):
             raise ValueError(f"image-classification: size must be an integer >= 2 or null, got {size!r}")
         self.data = data

@@ -58,6 +58,7 @@ class KeypointRegression(ShapesTask):
     """
 
     blocks = ("image", "keypoints")
+    builtin_data = {"shapes (one per image)": ("shapes", {"max_shapes": 1})}
 
     def __init__(self, data: ShapesDataset, size: int | None = None, points: str = "centre",
                  heatmap_stride: int = 2, augment: Any = None) -> None:

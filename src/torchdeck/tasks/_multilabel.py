@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from torchdeck import models
-from torchdeck.data import ShapesDataset
+from torchdeck.data import ImageDataset, ShapesDataset
 from torchdeck.tasks._base import Grid, register_task
-from torchdeck.tasks._vision import ShapesTask
+from torchdeck.tasks._vision import FILE_IMAGE_SIZE, ShapesTask, is_csv
 from torchdeck.tasks._vision_metrics import MultilabelF1
 
 __all__ = ["MultilabelClassification"]
@@ -25,18 +25,39 @@ class MultilabelClassification(ShapesTask):
     One logit per class; binary cross-entropy with logits; a class is predicted where its
     sigmoid exceeds ``threshold``; metric: macro F1 over classes at that threshold.
     On ``shapes`` the classes are circle, square and triangle, present when visible.
+    From files: ``data.image_csv(path, label_delimiter=" ")`` (labels like ``"cat dog"``).
 
     Args:
-        data: a :class:`~torchdeck.data.ShapesDataset`.
+        data: a :class:`~torchdeck.data.ShapesDataset`, or an
+            :class:`~torchdeck.data.ImageDataset` with multi-hot labels (square images, or
+            give ``size``).
         size: side of the square input the model sees; ``None`` keeps the data's size.
         threshold: probability above which a class counts as predicted.
     """
 
     blocks = ("image", "labels")
     target_field = "labels"
+    accepts = (ShapesDataset, ImageDataset)
+    builtin_data = {"shapes": ("shapes", {})}
 
-    def __init__(self, data: ShapesDataset, size: int | None = None, threshold: float = 0.5,
+    @classmethod
+    def data_from_path(cls, path: str) -> tuple[str, dict[str, Any]]:
+        """A CSV of image paths and space-separated labels (``image_csv`` with ``label_delimiter=" "``)."""
+        if not is_csv(path):
+            raise ValueError(f"{cls.name}: {path!r} is not a .csv file; multi-label images are read from a CSV with "
+                             "columns image and label, the label listing classes separated by spaces ('cat dog')")
+        return "image_csv", {"path": path, "label_delimiter": " ", "size": FILE_IMAGE_SIZE}
+    accepts_text = ("a ShapesDataset (data.load('shapes')) or multi-label images (data.image_csv(..., "
+                    "label_delimiter=' '))")
+
+    def __init__(self, data: ShapesDataset | ImageDataset, size: int | None = None, threshold: float = 0.5,
                  augment: Any = None) -> None:
+        if isinstance(data, ImageDataset) and not data.multilabel:
+            raise ValueError(f"{self.name}: {data.name!r} has one label per image; use image-classification, or "
+                             "read a CSV with label_delimiter=' ' for sets of labels")
+        if isinstance(data, ImageDataset) and size is None and data.images.shape[1] != data.images.shape[2]:
+            raise ValueError(f"{self.name}: {data.name!r} images are {data.images.shape[1]}x{data.images.shape[2]}; "
+                             "give size (the square side the model sees) or read them with size=")
         super().__init__(data, size, augment)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
             raise ValueError(f"{self.name}: threshold must be a probability in (0, 1), got {threshold!r}")

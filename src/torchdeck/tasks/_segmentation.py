@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -10,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchdeck import models
-from torchdeck.data import ShapesDataset
+from torchdeck.data import ImageMaskFiles, ShapesDataset
 from torchdeck.tasks._base import Grid, register_task
-from torchdeck.tasks._vision import ShapesTask, overlay_masks
+from torchdeck.tasks._vision import FILE_IMAGE_SIZE, ShapesTask, overlay_masks
 
 __all__ = ["Segmentation", "CLASS_WEIGHTS", "WeightedCrossEntropy"]
 
@@ -67,7 +68,8 @@ class Segmentation(ShapesTask):
     the model sees.
 
     Args:
-        data: a :class:`~torchdeck.data.ShapesDataset` (its ``masks``).
+        data: a :class:`~torchdeck.data.ShapesDataset` (its ``masks``) or images with masks
+            from files (:func:`~torchdeck.data.image_mask_folder`; square, or give ``size``).
         size: side of the square input and output; ``None`` keeps the data's size.
         class_weights: weights of the classes in the loss: null (plain cross-entropy),
             ``"inverse_sqrt"`` (1 / sqrt of each class's share of the training pixels: small
@@ -77,9 +79,24 @@ class Segmentation(ShapesTask):
 
     blocks = ("image", "mask")
     target_field = "masks"
+    accepts = (ShapesDataset, ImageMaskFiles)
+    builtin_data = {"shapes": ("shapes", {})}
 
-    def __init__(self, data: ShapesDataset, size: int | None = None,
+    @classmethod
+    def data_from_path(cls, path: str) -> tuple[str, dict[str, Any]]:
+        """A folder holding ``images/`` and ``masks/`` paired by file name (``image_mask_folder``)."""
+        images, masks = os.path.join(path, "images"), os.path.join(path, "masks")
+        if not (os.path.isdir(images) and os.path.isdir(masks)):
+            raise ValueError(f"{cls.name}: {path!r} must be a folder holding images/ and masks/ (a mask per image, "
+                             "same file name)")
+        return "image_mask_folder", {"images_dir": images, "masks_dir": masks, "size": FILE_IMAGE_SIZE}
+    accepts_text = "a ShapesDataset (data.load('shapes')) or images with masks (data.image_mask_folder(...))"
+
+    def __init__(self, data: ShapesDataset | ImageMaskFiles, size: int | None = None,
                  class_weights: str | Sequence[float] | None = None, augment: Any = None) -> None:
+        if isinstance(data, ImageMaskFiles) and size is None and data.images.shape[1] != data.images.shape[2]:
+            raise ValueError(f"{self.name}: {data.name!r} images are {data.images.shape[1]}x{data.images.shape[2]}; "
+                             "give size (the square side the model sees) or read them with size=")
         super().__init__(data, size, augment)
         self.class_weights = self._weights(class_weights)
 

@@ -40,6 +40,7 @@ class _TabularTask(Task):
     """What both tabular tasks share: the encoding, the model, and the text views."""
 
     target_kind: ClassVar[str] = ""
+    default_backbone = "tabular_mlp"
 
     def __init__(self, data: TabularDataset) -> None:
         if not isinstance(data, TabularDataset):
@@ -107,6 +108,7 @@ class TabularClassification(_TabularTask):
     """
 
     blocks = ("table", "label")
+    builtin_data = {"iris": ("iris", {}), "wine": ("wine", {}), "breast_cancer": ("breast_cancer", {})}
     target_kind = "categorical"
 
     @property
@@ -161,6 +163,7 @@ class TabularRegression(_TabularTask):
     """
 
     blocks = ("table", "number")
+    builtin_data = {"diabetes": ("diabetes", {})}
     target_kind = "continuous"
 
     def __init__(self, data: TabularDataset) -> None:

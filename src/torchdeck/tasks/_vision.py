@@ -4,6 +4,7 @@ and drawing targets onto images for ``show_batch`` / ``show_results``."""
 from __future__ import annotations
 
 import colorsys
+import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,7 +14,14 @@ import torch.nn.functional as F
 from torchdeck.data import ShapesDataset
 from torchdeck.tasks._base import Task
 
-__all__ = ["ShapesTask", "palette", "overlay_masks", "draw_points"]
+__all__ = ["ShapesTask", "palette", "overlay_masks", "draw_points", "FILE_IMAGE_SIZE", "is_csv"]
+
+# Photos in a folder rarely share one size; read through a picker they are squished to this side.
+FILE_IMAGE_SIZE = 64
+
+
+def is_csv(path: str) -> bool:
+    return os.path.isfile(path) and path.lower().endswith(".csv")
 
 
 def palette(n: int) -> np.ndarray:
@@ -61,11 +69,13 @@ class ShapesTask(Task):
 
     target_field: ClassVar[str] = "labels"
     min_size: ClassVar[int] = 8
+    # The data types a task takes; a subclass may widen it (multi-label also reads a CSV).
+    accepts: ClassVar[tuple[type, ...]] = (ShapesDataset,)
+    accepts_text: ClassVar[str] = "a ShapesDataset (data.load('shapes', ...))"
 
-    def __init__(self, data: ShapesDataset, size: int | None = None, augment: Any = None) -> None:
-        if not isinstance(data, ShapesDataset):
-            raise ValueError(f"{self.name}: data must be a ShapesDataset (data.load('shapes', ...)), "
-                             f"got {type(data).__name__}")
+    def __init__(self, data: Any, size: int | None = None, augment: Any = None) -> None:
+        if not isinstance(data, self.accepts):
+            raise ValueError(f"{self.name}: data must be {self.accepts_text}, got {type(data).__name__}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < self.min_size):
             raise ValueError(f"{self.name}: size must be an integer >= {self.min_size} or null, got {size!r}")
         if augment is not None:
@@ -80,13 +90,15 @@ class ShapesTask(Task):
     @property
     def side(self) -> int:
         """Side of the square input the model sees."""
-        return self.size if self.size is not None else self.data.size
+        return self.size if self.size is not None else int(self.data.images.shape[1])
 
     def input_channels(self) -> int:
         return int(self.data.images.shape[-1])
 
     def samples(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.data.split(split, self.target_field)
+        if isinstance(self.data, ShapesDataset):
+            return self.data.split(split, self.target_field)
+        return self.data.split(split)
 
     def encode_inputs(self, images: np.ndarray) -> torch.Tensor:
         """(N, H, W, C) uint8 -> (N, C, size, size) float32."""

@@ -6,6 +6,7 @@ from torchdeck.train._callbacks import Metrics, ProgressBar, Recorder
 from torchdeck.train._checkpoint import Checkpointer, load_checkpoint, resolve_checkpoint, save_checkpoint
 from torchdeck.train._control import EarlyStopping, StopOnNaN, TimeBudget
 from torchdeck.train._events import EVENTS, CancelEpoch, CancelFit, CancelStep
+from torchdeck.train._finetune import FineTunePlan, fine_tune
 from torchdeck.train._learner import Learner, resolve_device
 from torchdeck.train._loggers import CSVLogger, JSONLLogger
 from torchdeck.train._lr_find import LRFindResult, lr_find, suggest_lrs
@@ -27,5 +28,5 @@ __all__ = [
     "EarlyStopping", "StopOnNaN", "TimeBudget", "Throttle", "SanityCheck", "sanity_check",
     "CSVLogger", "JSONLLogger", "ToDevice", "MixedPrecision", "GradAccumulation", "available_devices",
     "LRFindResult", "lr_find", "suggest_lrs", "StateAccessError", "StateView", "TensorBoard",
-    "MOMENTUM_KEYS", "momentum_key",
+    "MOMENTUM_KEYS", "momentum_key", "fine_tune", "FineTunePlan",
 ]

@@ -20,6 +20,7 @@ from torchdeck.train._state import TrainState
 
 if TYPE_CHECKING:
     from torchdeck.train._lr_find import LRFindResult
+    from torchdeck.train._finetune import FineTunePlan
 
 __all__ = ["Learner", "resolve_device", "AUTO_DEVICES"]
 
@@ -357,6 +358,13 @@ class Learner:
             return self.fit(epochs)
         finally:
             self.set_callbacks([cb for cb in self.callbacks if cb is not one_cycle] + set_aside)
+
+    def fine_tune(self, epochs: int, **kwargs: Any) -> "FineTunePlan":
+        """The head on a frozen backbone, then everything with discriminative lrs
+        (fastai's ``fine_tune``; arguments in :func:`torchdeck.train.fine_tune`)."""
+        from torchdeck.train._finetune import fine_tune
+        self._refuse_while_running("fine_tune")
+        return fine_tune(self, epochs, **kwargs)
 
     def lr_find(self, *, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100, beta: float = 0.98,
                 diverge: float = 4.0) -> "LRFindResult":
