@@ -119,7 +119,7 @@ def test_show_batch_and_results(task):
 @pytest.mark.parametrize(("kwargs", "pattern"), [
     ({"threshold": 1.0}, r"multilabel-classification: threshold must be a probability in \(0, 1\), got 1.0"),
     ({"size": 4}, r"multilabel-classification: size must be an integer >= 8 or null, got 4"),
-    ({"augment": "flip"}, r"multilabel-classification: augment is not supported yet"),
+    ({"augment": "flip"}, r"^augment: unknown transform 'flip'; allowed: .*flip_x"),
 ])
 def test_bad_arguments(shapes, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):

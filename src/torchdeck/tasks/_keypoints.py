@@ -10,33 +10,137 @@ the same square with its corners renumbered, so "corner 1" has no single answer.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from torchdeck import augment as A
 from torchdeck import models
 from torchdeck._registry import Registry
 from torchdeck.data import ShapesDataset
+from torchdeck.tasks._augmented import checked_image
 from torchdeck.tasks._base import Grid, register_task
 from torchdeck.tasks._vision import ShapesTask, draw_points
-from torchdeck.tasks._vision_metrics import KeypointError
+from torchdeck.train._metrics import SummedMetric
 
-__all__ = ["KeypointRegression", "KEYPOINT_SETS"]
+__all__ = ["KeypointRegression", "KEYPOINT_SETS", "KeypointSet", "VisibleL1Loss", "VisibleKeypointError"]
 
-# name -> fn(data, indices) -> (n, K, 2) float32 pixel coordinates (x, y) of the one shape per image
+# (pipeline, image H×W×C, shape mask H×W uint8 (1 on the shape), points (K, 2), seed)
+#   -> (augmented image, its points (K, 2), NaN where the point has no place in the frame)
+Follow = Callable[[A.Transform, np.ndarray, np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeypointSet:
+    """A named set of points: ``read(data, indices) -> (n, K, 2)`` float32 pixel coordinates
+    (x, y) of the one shape per image, and how the set ``follow``s an augmentation. Calling
+    it reads (``KEYPOINT_SETS["centre"](data, idx)``)."""
+
+    read: Callable[[ShapesDataset, np.ndarray], np.ndarray]
+    follow: Follow
+    # whether ``follow`` reads the shape's mask (else it is not computed)
+    needs_mask: bool = False
+
+    def __call__(self, data: ShapesDataset, idx: np.ndarray) -> np.ndarray:
+        return self.read(data, idx)
+
+
 KEYPOINT_SETS = Registry("keypoint set")
 
 
-@KEYPOINT_SETS.register("centre")
+def _moved(pipe: A.Transform, image: np.ndarray, mask: np.ndarray, points: np.ndarray,
+           seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points that are landmarks (a centre) move with the image as points. Ours put a pixel's
+    centre at (j + 0.5, i + 0.5), the augment engine at (j, i). A point the warp takes out of
+    the frame keeps no target (NaN): clamping it to the edge would teach a wrong place."""
+    out = pipe(image=image, keypoints=points.astype(np.float64) - 0.5, seed=seed)
+    xy = out["keypoints"] + 0.5
+    xy[~out["visibility"]] = np.nan
+    return out["image"], xy.astype(np.float32)
+
+
+def _box_of_mask(pipe: A.Transform, image: np.ndarray, mask: np.ndarray, points: np.ndarray,
+                 seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The box of the visible pixels is no landmark: after a flip its moved top-left corner is a
+    top-right one, after a rotation no corner of the shape's box at all. So it is measured
+    again, on the shape's mask moved with the image; NaN when the shape left the frame."""
+    out = pipe(image=image, mask=mask, seed=seed)
+    rows, cols = np.nonzero(out["mask"] == 1)
+    if len(rows) == 0:
+        return out["image"], np.full((2, 2), np.nan, np.float32)
+    return out["image"], np.array([[cols.min(), rows.min()], [cols.max() + 1, rows.max() + 1]], np.float32)
+
+
 def _centre(data: ShapesDataset, idx: np.ndarray) -> np.ndarray:
     return data.centres[idx, :1].astype(np.float32)
 
 
-@KEYPOINT_SETS.register("box")
 def _box(data: ShapesDataset, idx: np.ndarray) -> np.ndarray:
     return data.boxes[idx, 0].reshape(-1, 2, 2).astype(np.float32)
+
+
+KEYPOINT_SETS.register("centre")(KeypointSet(_centre, _moved))
+KEYPOINT_SETS.register("box")(KeypointSet(_box, _box_of_mask, needs_mask=True))
+
+
+def _with_mask_fill_0(pipe: A.Transform) -> A.Transform:
+    """The pipeline with nothing of the shape coming in from beyond the border (mask_fill 0)."""
+    if pipe.options.mask_fill == 0:
+        return pipe
+    options = dataclasses.asdict(pipe.options)
+    options["mask_fill"] = 0
+    return A.Pipeline(*pipe.transforms, **options)  # only a Pipeline carries options
+
+
+class VisibleL1Loss(nn.Module):
+    """L1 over the target coordinates that are known: a NaN target (a keypoint an augmentation
+    took out of the frame) adds nothing, gradient included. Mean over the known coordinates;
+    with none known, 0 (still a function of ``pred``). Equal to ``nn.L1Loss`` without NaNs.
+
+    pred, target: (N, K, 2).
+    """
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        known = torch.isfinite(target)
+        # where(), not indexing: the unknown entries are exact zeros, with no NaN in the graph
+        diff = torch.where(known, pred - torch.nan_to_num(target), torch.zeros((), dtype=pred.dtype,
+                                                                                device=pred.device))
+        return diff.abs().sum() / known.sum().clamp(min=1)
+
+
+class VisibleKeypointError(SummedMetric):
+    """Mean Euclidean distance between predicted and true keypoints, in pixels, over the
+    keypoints whose target is known (not NaN).
+
+    pred, target: (N, K, 2) normalised coordinates; ``pixels_per_unit`` converts them (half the
+    image side, for coordinates in [-1, 1] across it). Statistics: (summed distance, count)
+    over an epoch, so the epoch value is the mean over all its known keypoints.
+    """
+
+    def __init__(self, pixels_per_unit: float, name: str = "keypoint_error_px") -> None:
+        number = isinstance(pixels_per_unit, (int, float)) and not isinstance(pixels_per_unit, bool)
+        if not number or not pixels_per_unit > 0:
+            raise ValueError(f"VisibleKeypointError: pixels_per_unit must be a positive number, got "
+                             f"{pixels_per_unit!r}")
+        self.pixels_per_unit = float(pixels_per_unit)
+        self.__name__ = name
+
+    def statistics(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.shape != target.shape or pred.ndim != 3 or pred.shape[-1] != 2:
+            raise ValueError(f"{self.__name__}: pred and target must both be (N, K, 2), got {tuple(pred.shape)} "
+                             f"and {tuple(target.shape)}")
+        known = torch.isfinite(target).all(dim=-1)
+        dist = (pred.double() - torch.nan_to_num(target.double())).norm(dim=-1)
+        return torch.stack([torch.where(known, dist, 0.0).sum(), known.sum().double()])
+
+    def reduce(self, total: torch.Tensor) -> torch.Tensor:
+        return total[0] / total[1] * self.pixels_per_unit
+
+    def __repr__(self) -> str:
+        return f"VisibleKeypointError(pixels_per_unit={self.pixels_per_unit:g})"
 
 
 @register_task("keypoint-regression")
@@ -47,7 +151,8 @@ class KeypointRegression(ShapesTask):
     depend on ``size``). On feature maps the head is a heatmap per point read by a
     soft-argmax (:class:`~torchdeck.models.HeatmapKeypoints`); on a pooled vector, a linear
     regressor. Loss: L1 on the normalised coordinates; metric: mean distance in pixels of the
-    data's images (``keypoint_error_px``).
+    data's images (``keypoint_error_px``). A target coordinate may be NaN (a keypoint that an
+    augmentation moved out of the frame): the loss and the metric leave it out.
 
     Args:
         data: a :class:`~torchdeck.data.ShapesDataset` with exactly one shape per image
@@ -55,6 +160,12 @@ class KeypointRegression(ShapesTask):
         size: side of the square input the model sees; ``None`` keeps the data's size.
         points: a name in :data:`KEYPOINT_SETS`: ``"centre"`` or ``"box"``.
         heatmap_stride: resolution of the heatmaps relative to the input (1, 2, 4, ...).
+        augment: a transform, its spec, or ``None``: applied to training samples only, each
+            pass anew. ``"centre"`` moves with the image as a point; a point the warp takes out
+            of the frame gets a NaN target (left out of loss and metric, not clamped).
+            ``"box"`` is measured again on the shape's mask moved with the image (a flipped
+            box's top-left corner is not the old one). Targets are normalised across the
+            augmented frame, so crops and resizes of any fixed size are fine.
     """
 
     blocks = ("image", "keypoints")
@@ -77,6 +188,29 @@ class KeypointRegression(ShapesTask):
         self.points = points
         self.heatmap_stride = heatmap_stride
         self.keypoints = int(KEYPOINT_SETS[points](data, np.zeros(1, np.int64)).shape[1])
+        if self.augment is not None and KEYPOINT_SETS[points].needs_mask:
+            self.augment = _with_mask_fill_0(self.augment)
+        self._check_augment()
+
+    def augment_source(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Training ``(images, points, shape masks)``; the masks only for a set that reads them."""
+        images, points = self.samples("train")
+        needs_mask = KEYPOINT_SETS[self.points].needs_mask
+        masks = (self.data.masks[self.data.train_idx] > 0).astype(np.uint8) if needs_mask else None
+        return images, points, masks
+
+    def augment_sample(self, source: tuple[np.ndarray, np.ndarray, np.ndarray | None], i: int,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+        images, points, masks = source
+        image, xy = KEYPOINT_SETS[self.points].follow(self.augment, images[i], None if masks is None else masks[i],
+                                                      points[i], seed)
+        return checked_image(image, images.shape[-1]), xy
+
+    def encode_augmented(self, images: np.ndarray, targets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points normalised across the augmented frame (W', H'), NaN kept; images as ``encode_inputs``."""
+        h, w = images.shape[1:3]
+        points = np.stack(targets).astype(np.float32)
+        return self.encode_inputs(images), torch.from_numpy(points / np.array([w, h], np.float32) * 2.0 - 1.0)
 
     def samples(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         idx = {"train": self.data.train_idx, "valid": self.data.valid_idx}.get(split)
@@ -107,10 +241,10 @@ class KeypointRegression(ShapesTask):
         return models.Model(encoder, self.head(encoder.feature_shapes(self.side)))
 
     def loss(self) -> nn.Module:
-        return nn.L1Loss()
+        return VisibleL1Loss()
 
-    def metrics(self) -> tuple[KeypointError, ...]:
-        return (KeypointError(self.data.size / 2.0),)
+    def metrics(self) -> tuple[VisibleKeypointError, ...]:
+        return (VisibleKeypointError(self.data.size / 2.0),)
 
     def show_batch(self, n: int = 16, *, split: str = "train") -> Grid:
         """Images with their points drawn (green crosses), captioned with the coordinates."""

@@ -11,6 +11,7 @@ from torch import nn
 
 from torchdeck import models
 from torchdeck.data import ImageDataset, ShapesDataset
+from torchdeck.tasks._augmented import checked_image
 from torchdeck.tasks._base import Grid, register_task
 from torchdeck.tasks._vision import FILE_IMAGE_SIZE, ShapesTask, is_csv
 from torchdeck.tasks._vision_metrics import MultilabelF1
@@ -33,6 +34,9 @@ class MultilabelClassification(ShapesTask):
             give ``size``).
         size: side of the square input the model sees; ``None`` keeps the data's size.
         threshold: probability above which a class counts as predicted.
+        augment: a transform, its spec, or ``None``: applied to training images only, each
+            pass anew; the labels are kept as they are (so leave out crops that can cut a
+            shape out of the picture). Its output is resized to ``size``.
     """
 
     blocks = ("image", "labels")
@@ -62,6 +66,12 @@ class MultilabelClassification(ShapesTask):
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
             raise ValueError(f"{self.name}: threshold must be a probability in (0, 1), got {threshold!r}")
         self.threshold = float(threshold)
+        self._check_augment()
+
+    def augment_sample(self, source: tuple[np.ndarray, np.ndarray], i: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The image moves; which classes it shows is taken to stay the same."""
+        images, labels = source
+        return checked_image(self.augment(images[i], seed=seed), images.shape[-1]), labels[i]
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -12,10 +12,17 @@ from torch import nn
 
 from torchdeck import models
 from torchdeck.data import ImageMaskFiles, ShapesDataset
+from torchdeck.tasks._augmented import checked_image
 from torchdeck.tasks._base import Grid, register_task
 from torchdeck.tasks._vision import FILE_IMAGE_SIZE, ShapesTask, overlay_masks
+from torchdeck.train._metrics import ConfusionMetric
 
-__all__ = ["Segmentation", "CLASS_WEIGHTS", "WeightedCrossEntropy"]
+__all__ = ["Segmentation", "CLASS_WEIGHTS", "WeightedCrossEntropy", "IGNORE_INDEX", "IgnoringConfusion"]
+
+# Target of pixels with no ground truth (what an augmentation's border brings in when its
+# mask_fill is no class): the default ignore_index of torch's cross-entropy, so the loss skips
+# them without being told.
+IGNORE_INDEX = -100
 
 
 def _resize_masks(masks: torch.Tensor, side: int) -> torch.Tensor:
@@ -50,6 +57,26 @@ class WeightedCrossEntropy(nn.Module):
         return F.cross_entropy(pred, target, weight=self.weight.to(pred.device))
 
 
+class IgnoringConfusion(ConfusionMetric):
+    """:class:`~torchdeck.train._metrics.ConfusionMetric` (mIoU, Dice) that leaves out pixels
+    whose target is :data:`IGNORE_INDEX`. pred: (N, C, H, W) logits, C >= 2; target: (N, H, W)."""
+
+    def statistics(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        n = pred.shape[1]
+        if pred.ndim != 4 or target.shape != pred.shape[:1] + pred.shape[2:]:
+            raise ValueError(f"{self.__name__}: pred must be (N, C, H, W) logits and target (N, H, W), got "
+                             f"{tuple(pred.shape)} and {tuple(target.shape)}")
+        target = target.long()
+        keep = target != IGNORE_INDEX
+        if target.device.type == "cpu" and bool((keep & ((target < 0) | (target >= n))).any()):
+            raise ValueError(f"{self.__name__}: targets must be class indices in [0, {n}) or {IGNORE_INDEX} "
+                             f"(ignored), got values from {int(target.min())} to {int(target.max())}")
+        # Ignored pixels are added with weight 0 (not selected away): no host sync on a GPU.
+        index = (torch.where(keep, target, 0) * n + pred.argmax(dim=1)).reshape(-1)
+        counts = torch.zeros(n * n, dtype=torch.int64, device=target.device)
+        return counts.scatter_add_(0, index, keep.reshape(-1).long()).reshape(n, n)
+
+
 def _image_miou(pred: np.ndarray, true: np.ndarray) -> float:
     """Mean IoU over the classes present in either mask (what a caption can show at a glance)."""
     classes = np.union1d(np.unique(pred), np.unique(true))
@@ -75,6 +102,13 @@ class Segmentation(ShapesTask):
             ``"inverse_sqrt"`` (1 / sqrt of each class's share of the training pixels: small
             shapes are learnt as early as large ones), ``"median_frequency"``, or one number
             per class. Weights from a name are scaled to average 1.
+        augment: a transform, its spec, or ``None``: applied to training samples only, each
+            pass anew, image and mask moved together by one warp (the mask by nearest
+            neighbour). What the warp brings in from beyond the image border gets the
+            pipeline's ``mask_fill``: a class index (the default 0: background) labels it that
+            class; any other value (``A.Pipeline(..., mask_fill=255)``) marks it unknown, left
+            out of the loss (:data:`IGNORE_INDEX`) and of the metrics. The output is resized
+            to ``size`` (masks by the class under each pixel's centre).
     """
 
     blocks = ("image", "mask")
@@ -99,6 +133,35 @@ class Segmentation(ShapesTask):
                              "give size (the square side the model sees) or read them with size=")
         super().__init__(data, size, augment)
         self.class_weights = self._weights(class_weights)
+        self._check_mask_fill()
+        self._check_augment()
+
+    def _check_mask_fill(self) -> None:
+        # The engine meets an unfit mask_fill only on a warp that fills (not on a flip): say it now.
+        if self.augment is None:
+            return
+        fill, dtype = self.augment.options.mask_fill, self.data.masks.dtype
+        info = np.iinfo(dtype) if dtype.kind in "iu" else None
+        if info is not None and not info.min <= fill <= info.max:
+            n = len(self.classes)
+            raise ValueError(f"{self.name}: augment's mask_fill {fill} does not fit the masks' dtype {dtype} "
+                             f"({info.min}..{info.max}); use a class index (0..{n - 1}) to label the border that "
+                             f"class, or another value that fits (e.g. {info.max}) to leave it out of the loss")
+
+    def augment_sample(self, source: tuple[np.ndarray, np.ndarray], i: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image and mask through one warp."""
+        images, masks = source
+        out = self.augment(image=images[i], mask=masks[i], seed=seed)
+        return checked_image(out["image"], images.shape[-1]), out["mask"]
+
+    def encode_augmented(self, images: np.ndarray, targets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """As ``encode_inputs`` / ``encode_targets``, with border pixels filled by a
+        ``mask_fill`` that is no class turned into :data:`IGNORE_INDEX`."""
+        masks = torch.from_numpy(np.stack(targets).astype(np.int64))
+        fill = self.augment.options.mask_fill
+        if not 0 <= fill < len(self.classes):
+            masks[masks == fill] = IGNORE_INDEX
+        return self.encode_inputs(images), _resize_masks(masks, self.side)
 
     def _weights(self, spec: str | Sequence[float] | None) -> torch.Tensor | None:
         n = len(self.classes)
@@ -160,8 +223,9 @@ class Segmentation(ShapesTask):
         """Cross-entropy per pixel, weighted per class if ``class_weights`` was given."""
         return nn.CrossEntropyLoss() if self.class_weights is None else WeightedCrossEntropy(self.class_weights)
 
-    def metrics(self) -> tuple[str, ...]:
-        return ("miou", "dice")
+    def metrics(self) -> tuple[IgnoringConfusion, ...]:
+        """mIoU and Dice (the registry's ``miou`` and ``dice``), skipping ignored pixels."""
+        return (IgnoringConfusion("iou", "miou"), IgnoringConfusion("f1", "dice"))
 
     def _overlay(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         masks = _resize_masks(torch.from_numpy(np.ascontiguousarray(masks)).long(), images.shape[1]).numpy()

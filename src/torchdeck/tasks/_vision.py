@@ -4,6 +4,7 @@ and drawing targets onto images for ``show_batch`` / ``show_results``."""
 from __future__ import annotations
 
 import colorsys
+import functools
 import os
 from typing import Any, ClassVar
 
@@ -11,7 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from torchdeck.data import ShapesDataset
+from torchdeck import augment as A
+from torchdeck.data import ShapesDataset, TensorLoader
+from torchdeck.tasks._augmented import AugmentedBatches, same_size
 from torchdeck.tasks._base import Task
 
 __all__ = ["ShapesTask", "palette", "overlay_masks", "draw_points", "FILE_IMAGE_SIZE", "is_csv"]
@@ -65,6 +68,12 @@ class ShapesTask(Task):
 
     Inputs are scaled to [0, 1], resized to ``size`` (bilinear, antialiased when shrinking)
     and normalised with the training split's per-channel mean and std.
+
+    ``augment`` (a transform, its spec, or ``None``) is applied to training samples only, each
+    pass anew (seeding as :class:`~torchdeck.tasks._augmented.AugmentedBatches`); validation
+    is never augmented. A subclass says how a sample is augmented (``augment_sample``: its
+    target moves with the image, or not) and how an augmented batch is encoded
+    (``encode_augmented``), and calls ``_check_augment()`` at the end of its ``__init__``.
     """
 
     target_field: ClassVar[str] = "labels"
@@ -78,8 +87,7 @@ class ShapesTask(Task):
             raise ValueError(f"{self.name}: data must be {self.accepts_text}, got {type(data).__name__}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < self.min_size):
             raise ValueError(f"{self.name}: size must be an integer >= {self.min_size} or null, got {size!r}")
-        if augment is not None:
-            raise ValueError(f"{self.name}: augment is not supported yet; leave it null")
+        self.augment = None if augment is None else A.transform_from_spec(augment, where="augment")
         self.data = data
         self.size = size
         train_x, _ = data.split("train")
@@ -109,6 +117,53 @@ class ShapesTask(Task):
         if x.shape[-2:] != (self.side, self.side):
             x = F.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False, antialias=True)
         return (x - self.mean) / self.std
+
+    # --- training augmentation -------------------------------------------------------------
+    def augment_source(self) -> tuple[Any, ...]:
+        """What ``augment_sample`` reads, indexed by training sample: by default the raw
+        ``(images, targets)`` of the training split."""
+        return self.samples("train")
+
+    def augment_sample(self, source: tuple[Any, ...], i: int, seed: int) -> tuple[np.ndarray, Any]:
+        """Training sample ``i`` of ``source`` augmented with ``seed``: ``(H'×W'×C uint8 image,
+        raw target)`` (the target in whatever form ``encode_augmented`` reads)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define augment_sample")
+
+    def encode_augmented(self, images: np.ndarray, targets: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, H', W', C) uint8 augmented images and their targets -> ``(inputs, targets)``;
+        by default ``encode_inputs`` (which resizes to ``side``) and ``encode_targets``."""
+        return self.encode_inputs(images), self.encode_targets(np.stack(targets))
+
+    def _check_augment(self) -> None:
+        """Refuse a pipeline that cannot run on this data now, not mid-epoch."""
+        if self.augment is None:
+            return
+        source = self.augment_source()
+        if len(source[0]):
+            try:
+                self.augment_sample(source, 0, 0)
+            except ValueError as e:
+                raise ValueError(f"{self.name}: augment fails on a training sample: {e}") from None
+
+    def _augmented_batch(self, source: tuple[Any, ...], indices: list[int],
+                         seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        samples = [self.augment_sample(source, i, s) for i, s in zip(indices, seeds)]
+        images = same_size(self.name, [im for im, _ in samples])
+        return self.encode_augmented(images, [t for _, t in samples])
+
+    def loaders(self, batch_size: int = 64, *, seed: int = 0) -> dict[str, Any]:
+        """Encoded splits; with ``augment``, training batches are augmented afresh each pass."""
+        out: dict[str, Any] = {}
+        for split in ("train", "valid"):
+            if split == "train" and self.augment is not None:
+                source = self.augment_source()
+                out[split] = AugmentedBatches(len(source[0]), functools.partial(self._augmented_batch, source),
+                                              batch_size, shuffle=True, seed=seed)
+                continue
+            inputs, targets = self.samples(split)
+            out[split] = TensorLoader(self.encode_inputs(inputs), self.encode_targets(targets), batch_size,
+                                      shuffle=split == "train", seed=seed)
+        return out
 
     def _first(self, n: int, split: str) -> tuple[np.ndarray, np.ndarray]:
         images, targets = self.samples(split)

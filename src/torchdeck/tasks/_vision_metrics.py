@@ -1,8 +1,7 @@
-"""Metrics of the vision tasks that the shared metric registry lacks: multi-label macro F1 and
-the mean keypoint error in pixels. (Segmentation uses the registry's ``miou`` and ``dice``.)
-
-``multilabel_f1`` is registered by name; the keypoint error depends on the image size, so a
-task builds it (``KeypointError(pixels_per_unit)``) and lists the instance in its metrics.
+"""The multi-label macro F1, which the shared metric registry lacks (registered by name as
+``multilabel_f1``). The keypoint error lives with its task (``_keypoints.VisibleKeypointError``:
+it depends on the image size and skips keypoints without a target); segmentation uses the
+registry's ``miou`` and ``dice``, ignoring unknown pixels (``_segmentation.IgnoringConfusion``).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import torch
 from torchdeck.train import register_metric
 from torchdeck.train._metrics import SummedMetric
 
-__all__ = ["MultilabelF1", "multilabel_f1", "KeypointError"]
+__all__ = ["MultilabelF1", "multilabel_f1"]
 
 
 class MultilabelF1(SummedMetric):
@@ -54,28 +53,3 @@ class MultilabelF1(SummedMetric):
 
 
 multilabel_f1 = register_metric("multilabel_f1")(MultilabelF1())
-
-
-class KeypointError:
-    """Mean Euclidean distance between predicted and true keypoints, in pixels.
-
-    pred, target: (N, K, 2) normalised coordinates; ``pixels_per_unit`` converts them (half
-    the image side, for coordinates in [-1, 1] across it). A per-sample mean, so the epoch
-    value (the batch-size-weighted mean of the batches) is the mean over all samples.
-    """
-
-    def __init__(self, pixels_per_unit: float, name: str = "keypoint_error_px") -> None:
-        number = isinstance(pixels_per_unit, (int, float)) and not isinstance(pixels_per_unit, bool)
-        if not number or not pixels_per_unit > 0:
-            raise ValueError(f"KeypointError: pixels_per_unit must be a positive number, got {pixels_per_unit!r}")
-        self.pixels_per_unit = float(pixels_per_unit)
-        self.__name__ = name
-
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if pred.shape != target.shape or pred.ndim != 3 or pred.shape[-1] != 2:
-            raise ValueError(f"{self.__name__}: pred and target must both be (N, K, 2), got {tuple(pred.shape)} "
-                             f"and {tuple(target.shape)}")
-        return (pred.float() - target.float()).norm(dim=-1).mean() * self.pixels_per_unit
-
-    def __repr__(self) -> str:
-        return f"KeypointError(pixels_per_unit={self.pixels_per_unit:g})"
