@@ -148,8 +148,7 @@ class Experiment(_Part):
             return self
         if "augment" in self.task.options:
             raise ValueError("augment: given twice (top level and task.options.augment); keep the top-level one")
-        params = inspect.signature(_tasks.TASKS.lookup(self.task.name).__init__).parameters
-        if "augment" not in params:
+        if not _tasks.takes_augment(self.task.name):
             raise ValueError(f"augment: task {self.task.name!r} takes no augmentation; set augment to null")
         return self
 

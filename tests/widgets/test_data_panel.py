@@ -164,13 +164,3 @@ def test_broken_or_incompatible_data_shows_an_error_and_keeps_the_spec(panel, tm
     panel.task_picker.value = "segmentation"
     _refused(panel, "one_class", r"must be a folder holding images/ and masks/")
     assert panel.state.spec.data.name == "shapes"
-
-
-def test_a_refused_task_keeps_every_picker_on_the_spec(tmp_path):
-    # augment is set and keypoint-regression takes none: the edit is refused
-    state = StudioState(Experiment(augment={"flip_x": {}}))
-    panel = DataPanel(state, samples=2, data_root=tmp_path)
-    panel.task_picker.value = "keypoint-regression"
-    assert state.spec.task.name == "image-classification"
-    assert panel.task_picker.value == "image-classification" and panel.data_picker.value == "digits"
-    assert "augment" in panel.message.value

@@ -4,7 +4,7 @@
 runs the interface test every task passes.
 """
 
-from torchdeck.tasks._base import TASKS, Grid, Task, TextTable, available, get, register_task
+from torchdeck.tasks._base import TASKS, Grid, Task, TextTable, available, get, register_task, takes_augment
 from torchdeck.tasks._check import STEPS, CheckReport, TaskCheckError, check
 from torchdeck.tasks._classification import ImageClassification
 from torchdeck.tasks._keypoints import KEYPOINT_SETS, KeypointRegression, KeypointSet, VisibleKeypointError, VisibleL1Loss
@@ -18,7 +18,7 @@ from torchdeck.tasks._vision_metrics import MultilabelF1, multilabel_f1
 # package's namespace, which holds no code.
 list = available  # noqa: A001
 
-__all__ = ["TASKS", "Grid", "Task", "TextTable", "available", "get", "list", "register_task", "STEPS",
+__all__ = ["TASKS", "Grid", "Task", "TextTable", "available", "get", "list", "register_task", "takes_augment", "STEPS",
            "CheckReport", "TaskCheckError", "check", "ImageClassification", "Rescale", "TabularClassification",
            "TabularRegression", "tabular_backbones", "ShapesTask", "MultilabelClassification", "Segmentation",
            "KeypointRegression", "KEYPOINT_SETS", "MultilabelF1", "multilabel_f1", "KeypointSet", "VisibleL1Loss",

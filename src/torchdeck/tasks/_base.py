@@ -13,6 +13,7 @@ targets)`` (the built-in data sets do): ``samples``, ``mock_sample``, ``loaders`
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
@@ -38,6 +39,13 @@ def register_task(name: str) -> Callable[[type["Task"]], type["Task"]]:
 def get(name: str) -> type["Task"]:
     """The task class registered under ``name``: ``tasks.get("image-classification")``."""
     return TASKS.lookup(name)
+
+
+def takes_augment(name: str) -> bool:
+    """Whether the task registered under ``name`` accepts a training augmentation (its
+    constructor has an ``augment`` argument): the spec refuses ``augment`` for the others, and
+    the Studio asks first, to leave the augmentation out instead of proposing a refused edit."""
+    return "augment" in inspect.signature(get(name).__init__).parameters
 
 
 def available() -> list[str]:

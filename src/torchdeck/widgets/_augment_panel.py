@@ -328,6 +328,12 @@ class AugmentPanel(W.VBox):
         when that is the source) changed."""
         self.message.value = ""  # the spec changed: a refusal of an earlier edit is old news
         spec = self.state.spec
+        # A task without augmentation (tables): say so and offer no step, rather than a refusal later.
+        off = not self.state.takes_augment()
+        for w in (self.picker, self.add_button, *self.options.values()):
+            w.disabled = off
+        if off:
+            self.message.value = html.escape(f"task {spec.task.name!r} takes no augmentation")
         key = (spec.augment, spec.task.model_dump_json() + spec.data.model_dump_json()
                if self.source == "task" else None)
         if key == self._shown:

@@ -171,10 +171,14 @@ class DataPanel(W.VBox):
         return {label: (name, dict(options)) for label, (name, options) in tasks.get(task_name).builtin_data.items()}
 
     def _label_of(self, task_name: str, data_name: str, options: dict[str, Any]) -> str | None:
-        for label, choice in self.choices(task_name).items():
+        """The built-in choice the data is: the one with these options, else one of the same
+        data set (a spec edited to fewer or smaller images is still that built-in set, not a
+        folder); None for data read from a path."""
+        choices = self.choices(task_name)
+        for label, choice in choices.items():
             if choice == (data_name, options):
                 return label
-        return None
+        return next((label for label, (name, _) in choices.items() if name == data_name), None)
 
     # -- edits ---------------------------------------------------------------------------------
     def _edit(self, changes: dict[str, Any]) -> bool:
@@ -197,6 +201,9 @@ class DataPanel(W.VBox):
             return
         choices = self.choices(task_name)
         changes: dict[str, Any] = {"task.name": task_name, "task.options": {}, **self._model_changes(task_name)}
+        if self.state.spec.augment is not None and not tasks.takes_augment(task_name):
+            # Image augmentation means nothing to a table; the spec would refuse the task with it.
+            changes["augment"] = None
         if choices:  # its default data: the data of the last task may be nothing this one reads
             name, options = next(iter(choices.values()))
             changes.update({"data.name": name, "data.options": options})

@@ -19,8 +19,8 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from torchdeck.train import Learner, MetricStream, Run, momentum_key
-from torchdeck.widgets._monitor_chart import TraceSpec, build_chart, chart_traces
+from torchdeck.train import Learner, MetricStream, Run, get_metric, momentum_key
+from torchdeck.widgets._monitor_chart import TraceSpec, build_chart, chart_traces, metric_axis
 from torchdeck.widgets._monitor_gate import RedrawGate
 from torchdeck.widgets._monitor_views import PredictionView, epoch_table_html, failure_html, prediction_view
 from torchdeck.widgets._state import StudioState
@@ -53,6 +53,11 @@ CONTROLS: dict[str, Controls] = {
 }
 
 _EMPTY = np.zeros(0)
+
+
+def _values(ys: Any) -> Any:
+    """A trace's y values as drawn (plotly keeps None for a trace never drawn)."""
+    return _EMPTY if ys is None else ys
 
 
 def _fraction(progress: dict[str, Any]) -> float:
@@ -157,7 +162,9 @@ class TrainingMonitor(W.VBox):
 
     # -- charts ----------------------------------------------------------------------------------
     def _make_chart(self, momentum: str | None = None) -> Any:
-        metrics = list(self.state.task().metrics())
+        # A task may give a metric as a function or an object (MSE, F1, keypoint error): the
+        # stream's keys are the names the Metrics callback gives them, found the same way.
+        metrics = [get_metric(m)[0] for m in self.state.task().metrics()]
         self._headline_metric = f"valid_{metrics[0]}" if metrics else "valid_loss"
         label = "momentum" if momentum in (None, "momentum") else f"momentum ({momentum})"
         self._trace_specs = chart_traces(metrics, label)
@@ -165,6 +172,8 @@ class TrainingMonitor(W.VBox):
 
     def _index_traces(self) -> None:
         self._traces = {spec.key: trace for spec, trace in zip(self._trace_specs, self.chart.data)}
+        self._metric_keys = [spec.key for spec in self._trace_specs if spec.row == "metric"]
+        self._metric_axis = metric_axis(())  # as build_chart made it
 
     def _new_chart(self, momentum: str | None = None) -> None:
         """A fresh figure for the next run, in the old one's place.
@@ -198,10 +207,17 @@ class TrainingMonitor(W.VBox):
                 changed = {}
             changed.update(stream.arrays(self._versions))
             edits = [(self._traces[k], xs, ys) for k, (_, xs, ys) in changed.items() if k in self._traces]
-            if edits:
+            axis = self._metric_axis
+            if any(k in changed for k in self._metric_keys):
+                axis = metric_axis(changed[k][2] if k in changed else _values(self._traces[k].y)
+                                   for k in self._metric_keys)
+            if edits or axis != self._metric_axis:
                 with self.chart.lock, self.chart.batch_update():
                     for trace, xs, ys in edits:
                         trace.x, trace.y = xs, ys
+                    if axis != self._metric_axis:  # in the same message as the values it fits
+                        self.chart.layout.yaxis2.update(axis)
+                        self._metric_axis = axis
             self._versions.update({k: version for k, (version, _, _) in changed.items()})
             if "loss" in changed:
                 steps = changed["loss"][1]  # x of each training step's loss: its step

@@ -3,13 +3,14 @@ on one shared step axis (one figure, so a redraw is one message)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import math
+from typing import Iterable, NamedTuple, Sequence
 
 import plotly.graph_objects as go
 
 from torchdeck.widgets._figure import LiveFigure
 
-__all__ = ["TraceSpec", "ROW_AXES", "chart_traces", "build_chart"]
+__all__ = ["TraceSpec", "ROW_AXES", "UNIT_RANGE", "chart_traces", "build_chart", "metric_axis"]
 
 
 class TraceSpec(NamedTuple):
@@ -29,13 +30,29 @@ ROW_AXES: dict[str, tuple[str, str]] = {
 }
 
 
+# The metric row's fixed range while every value is a share (accuracy, F1, IoU): a steady axis
+# whose top is "perfect", a little above 1 so markers at 1.0 are not cut in half.
+UNIT_RANGE = (0.0, 1.02)
+
+
+def metric_axis(values: Iterable[Sequence[float]]) -> dict[str, object]:
+    """The metric y axis for the values drawn on it (one sequence per trace): ``UNIT_RANGE``
+    while every finite value lies in [0, 1], else autorange, so that an error in units
+    (MSE, MAE, keypoint error in pixels) is not clipped off the top of the row."""
+    finite = [v for ys in values for v in ys if v is not None and math.isfinite(v)]
+    if all(0.0 <= v <= 1.0 for v in finite):
+        return {"autorange": False, "range": list(UNIT_RANGE)}
+    return {"autorange": True, "range": None}
+
+
 def chart_traces(metrics: Sequence[str], momentum_label: str = "momentum") -> list[TraceSpec]:
     """Every trace of a run whose task reports ``metrics`` (names without the phase prefix)."""
     return [
         TraceSpec("loss", "train loss (step)", "lines", "loss"),
         TraceSpec("train_loss", "train loss (epoch)", "lines+markers", "loss"),
         TraceSpec("valid_loss", "valid loss (epoch)", "lines+markers", "loss"),
-        *(TraceSpec(f"valid_{m}", f"valid {m}", "lines+markers", "metric") for m in metrics),
+        # Labelled as the epoch table heads its columns ("valid multilabel f1").
+        *(TraceSpec(f"valid_{m}", f"valid {m}".replace("_", " "), "lines+markers", "metric") for m in metrics),
         TraceSpec("lr", "lr (step)", "lines", "lr"),
         TraceSpec("momentum", momentum_label, "lines", "momentum"),
     ]
@@ -55,7 +72,7 @@ def build_chart(traces: Sequence[TraceSpec]) -> LiveFigure:
         xaxis=dict(anchor="y", matches="x3", showticklabels=False),
         yaxis=dict(domain=[0.68, 1.0], type="log", exponentformat="e", title="loss"),
         xaxis2=dict(anchor="y2", matches="x3", showticklabels=False),
-        yaxis2=dict(domain=[0.35, 0.63], range=[0, 1.02], title="metric"),
+        yaxis2=dict(domain=[0.35, 0.63], title="metric", **metric_axis(())),
         xaxis3=dict(anchor="y3", title="step"),
         yaxis3=dict(domain=[0.0, 0.28], exponentformat="e", title="lr"),
         yaxis4=dict(anchor="x3", overlaying="y3", side="right", range=[0, 1.02], title="momentum", showgrid=False),

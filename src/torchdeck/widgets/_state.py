@@ -12,6 +12,7 @@ from typing import Any
 
 import traitlets
 
+from torchdeck import tasks
 from torchdeck.spec import Experiment, SpecError
 from torchdeck.tasks import Task
 
@@ -38,6 +39,10 @@ class StudioState(traitlets.HasTraits):
         self.error = ""
         self.spec = spec
         return True
+
+    def takes_augment(self) -> bool:
+        """Whether the spec's task accepts a training augmentation (tabular tasks do not)."""
+        return tasks.takes_augment(self.spec.task.name)
 
     def task(self) -> Task:
         """The spec's task with its data, built once per task/data choice."""
