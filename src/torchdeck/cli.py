@@ -15,6 +15,65 @@ from typing import Sequence
 __all__ = ["main"]
 
 
+def _nproc(value: str) -> int:
+    """argparse type of ``--nproc``: its error names the option (argparse adds ``argument --nproc:``)."""
+    from torchdeck.distributed import check_nproc
+    try:
+        return check_nproc(value, where="--nproc")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--nproc: ")) from None
+
+
+def _setup(ref: str | None):
+    if ref is None:
+        return None
+    from torchdeck.distributed import load_setup
+    return load_setup(ref)
+
+
+def _final_line(rows: list[dict], seconds: float) -> str:
+    final = rows[-1] if rows else {}
+    values = "  ".join(f"{k} {v:.4f}" for k, v in final.items() if isinstance(v, float) and k != "epoch_seconds")
+    return f"torchdeck: done in {seconds:.1f} s; final {values}"
+
+
+def _train_distributed(args: argparse.Namespace, spec) -> int:
+    """``--nproc N``: torchrun runs the spec on N processes; rank 0's relayed events drive the
+    progress bar here; the exit status is torchrun's."""
+    from torchdeck.distributed import launch
+    from torchdeck.train import ProgressBar
+
+    print(f"torchdeck: training {spec.name!r} on {args.nproc} processes (torchrun): {spec.task.name} on "
+          f"{spec.data.name}, {spec.model.backbone}, {spec.train.epochs} epochs, global batch "
+          f"{spec.train.batch_size}", flush=True)
+    t0 = time.perf_counter()
+    run = launch(spec, args.nproc, callbacks=[] if args.quiet else [ProgressBar()], threads=args.threads,
+                 save=args.save, setup=args.setup)
+    try:
+        code = run.wait()
+    except KeyboardInterrupt:
+        run.stop()
+        raise
+    if code != 0:
+        # Reports arrive in the order the ranks failed: the first is the cause, the others
+        # (a peer's "connection closed") its consequences.
+        for i, err in enumerate(run.errors):
+            what = "failed" if i == 0 else "stopped after that"
+            print(f"torchdeck: error: rank {err['rank']} {what}: {err['type']}: {err['message']}",
+                  file=sys.stderr, flush=True)
+        if not run.errors:
+            print(f"torchdeck: error: the distributed run failed (torchrun exit status {code}); "
+                  "see the ranks' output above", file=sys.stderr, flush=True)
+        return code
+    rows = run.history.epochs
+    print(_final_line(rows, time.perf_counter() - t0), flush=True)
+    if args.metrics_out:
+        Path(args.metrics_out).write_text(json.dumps(rows, indent=1))
+    if args.save:
+        print(f"torchdeck: weights saved to {args.save}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     import torch
 
@@ -24,20 +83,24 @@ def _train(args: argparse.Namespace) -> int:
     spec = Experiment.from_yaml(args.spec)
     if args.epochs is not None:
         spec = spec.with_changes(**{"train.epochs": args.epochs})
+    # Refused here, before a model is built or processes start, when it names nothing callable.
+    setup = _setup(args.setup)
+    if args.nproc is not None:
+        return _train_distributed(args, spec)
     if args.threads:
         torch.set_num_threads(args.threads)
     learner = spec.build()
     if learner.weights_report is not None:
         print(f"torchdeck: weights {learner.weights_report}", flush=True)
+    if setup is not None:
+        setup(learner)
     if not args.quiet:
         learner.add_callback(ProgressBar())
     print(f"torchdeck: training {spec.name!r}: {spec.task.name} on {spec.data.name}, "
           f"{spec.model.backbone}, {learner.optimizer.rule}, {spec.train.epochs} epochs", flush=True)
     t0 = time.perf_counter()
     learner.fit()
-    final = learner.history.epochs[-1] if learner.history.epochs else {}
-    values = "  ".join(f"{k} {v:.4f}" for k, v in final.items() if isinstance(v, float) and k != "epoch_seconds")
-    print(f"torchdeck: done in {time.perf_counter() - t0:.1f} s; final {values}", flush=True)
+    print(_final_line(learner.history.epochs, time.perf_counter() - t0), flush=True)
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps(learner.history.epochs, indent=1))
     if args.save:
@@ -90,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar; only the first and last lines")
     t.add_argument("--metrics-out", help="write the per-epoch metrics as JSON here")
     t.add_argument("--save", help="save the trained weights here (.safetensors)")
+    t.add_argument("--nproc", type=_nproc, help="train data-parallel on N processes of this machine (torchrun, "
+                                               "DDP; gloo on CPU, NCCL on GPUs); train.batch_size is the global batch")
+    t.add_argument("--setup", help="'module:function' called with the learner before training (on every rank)")
     t.set_defaults(fn=_train)
     c = sub.add_parser("check", help="validate a spec and print it in canonical form")
     c.add_argument("spec")

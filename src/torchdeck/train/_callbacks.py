@@ -27,6 +27,39 @@ def current_lr(state: TrainState) -> float:
     return float(groups[0].get("lr", float("nan"))) if groups else float("nan")
 
 
+def _world_size() -> int:
+    """Processes in a torch.distributed run (1 without one): their epoch values are all-reduced."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _all_reduced(means: dict[str, list[torch.Tensor]], summed: dict[str, list[torch.Tensor]],
+                 sizes: list[int]) -> dict[str, Any]:
+    """The epoch values over every rank's samples, with one all-reduce.
+
+    Per rank: the size-weighted sum of each batch-mean value, the sample count and each summed
+    metric's statistics (a confusion matrix), packed in one float64 vector (counts stay exact
+    up to 2**53) and added up across ranks. Batch-mean values come back as floats, summed
+    statistics as the all-ranks total (in their own shape) for ``reduce``.
+    """
+    device = next(iter(means.values()))[0].device
+    weights = torch.tensor(sizes, dtype=torch.float64, device=device)
+    totals = {n: torch.stack(v).sum(0) for n, v in summed.items()}
+    packed = torch.cat([
+        torch.stack([torch.stack(v).to(torch.float64).reshape(-1) @ weights for v in means.values()]),
+        weights.sum().reshape(1),
+        *[t.to(device=device, dtype=torch.float64).reshape(-1) for t in totals.values()]])
+    torch.distributed.all_reduce(packed)
+    packed = packed.cpu()
+    count = float(packed[len(means)])
+    values: dict[str, Any] = dict(zip(means, (packed[:len(means)] / count).tolist()))
+    offset = len(means) + 1
+    for name, t in totals.items():
+        values[name] = packed[offset:offset + t.numel()].reshape(t.shape).to(t.dtype)
+        offset += t.numel()
+    return values
+
+
 class Metrics(Callback):
     """Epoch values of the loss and of each metric, per phase, weighted by batch size.
 
@@ -34,6 +67,11 @@ class Metrics(Callback):
     (as fastai: a training-set metric costs time every step and says little). Per-step
     values stay on the device (no host sync per step); the epoch's values land in
     ``state.metrics`` as ``<phase>_loss``, ``<phase>_<metric>``.
+
+    In a torch.distributed run (world size > 1) each epoch's values are over all ranks'
+    samples: one all-reduce per phase per epoch adds up every rank's size-weighted sums, its
+    sample count and its summed statistics (see ``_all_reduced``). Every rank must then end
+    each phase with at least one batch (``torchdeck.distributed`` splits loaders so).
     """
 
     reads = ("phase", "pred", "yb", "loss")
@@ -68,14 +106,18 @@ class Metrics(Callback):
     def epoch_end(self, state: TrainState) -> None:
         if not self._sizes:
             return
-        sizes = torch.tensor(self._sizes, dtype=torch.float64)
         summed = {name: fn for name, fn in self._active if isinstance(fn, SummedMetric)}
         means = {"loss": self._losses, **{n: v for n, v in self._values.items() if n not in summed}}
-        # One host sync per epoch for all batch-mean values (and one per summed metric).
-        table = torch.stack([torch.stack(v).to(torch.float64).cpu() for v in means.values()])
-        values = dict(zip(means, (table @ sizes / sizes.sum()).tolist()))
+        if _world_size() > 1:
+            values = _all_reduced(means, {n: self._values[n] for n in summed}, self._sizes)
+        else:
+            sizes = torch.tensor(self._sizes, dtype=torch.float64)
+            # One host sync per epoch for all batch-mean values (and one per summed metric).
+            table = torch.stack([torch.stack(v).to(torch.float64).cpu() for v in means.values()])
+            values = dict(zip(means, (table @ sizes / sizes.sum()).tolist()))
+            values.update({name: torch.stack(self._values[name]).sum(0) for name in summed})
         for name, fn in summed.items():
-            values[name] = float(fn.reduce(torch.stack(self._values[name]).sum(0)))
+            values[name] = float(fn.reduce(values[name]))
         for name in ("loss", *self._values):
             state.metrics[f"{state.phase.name}_{name}"] = values[name]
 
