@@ -62,7 +62,10 @@ def voila_url(tmp_path_factory: pytest.TempPathFactory):
             proc.kill()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API marks an asyncio loop as running on the main thread while
+# it is started, and code that defers work to a running loop (the augmentation panel's redraw)
+# would wait on it in every later test.
+@pytest.fixture(scope="module")
 def browser():
     executable = shutil.which("chromium")
     if executable is None:
