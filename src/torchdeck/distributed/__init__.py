@@ -18,7 +18,8 @@ from torchdeck.distributed._env import (BACKENDS, TORCHRUN_VARS, DistInfo, info,
                                         local_rank, rank, shutdown, world_size)
 from torchdeck.distributed._launch import DistributedRun, check_nproc, launch, torchrun_command
 from torchdeck.distributed._relay import RelaySender, RelayServer, Replay
-from torchdeck.distributed._shard import (SHARDERS, DistributedLoader, RowShardedLoader, ShardedTensorLoader,
+from torchdeck.distributed._shard import (SHARDERS, DistributedLoader, RowShardedLoader, ShardedAugmentedBatches,
+                                          ShardedTensorLoader,
                                           ShardSampler, rank_batch_size, register_sharder, shard_loader,
                                           shard_positions)
 from torchdeck.distributed.worker import load_setup
@@ -27,4 +28,4 @@ __all__ = ["init", "shutdown", "is_initialized", "is_main", "rank", "world_size"
            "TORCHRUN_VARS", "BACKENDS", "DDP", "prepare", "MAIN_ONLY", "register_main_only", "launch",
            "DistributedRun", "check_nproc", "torchrun_command", "RelaySender", "RelayServer", "Replay", "SHARDERS",
            "register_sharder", "shard_loader", "shard_positions", "rank_batch_size", "ShardedTensorLoader",
-           "DistributedLoader", "ShardSampler", "RowShardedLoader", "load_setup"]
+           "DistributedLoader", "ShardSampler", "RowShardedLoader", "load_setup", "ShardedAugmentedBatches"]

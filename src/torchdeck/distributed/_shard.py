@@ -12,6 +12,12 @@ of ``batch_size // W`` (at least 1). When ``W`` divides the batch size and the d
 ranks' batches ``i`` together are exactly batch ``i`` of the single-process run, so DDP's
 mean of the ranks' gradients is that run's gradient.
 
+A loader that augments each pass (``AugmentedBatches`` and the image-classification
+``AugmentedLoader`` built on it) is split the same way: every rank draws the single process's
+order and epoch seed and augments only its own positions, each sample with the seed a single
+process would give it. So the ranks together make the single-process batch bit for bit, and
+each pays for ``1 / W`` of the augmentation.
+
 Which splitter a loader gets is looked up by its type (``SHARDERS``), most derived first.
 """
 
@@ -23,9 +29,11 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from torchdeck.data import TensorLoader
+from torchdeck.tasks._augmented import AugmentedBatches
 
 __all__ = ["SHARDERS", "register_sharder", "shard_loader", "shard_positions", "rank_batch_size",
-           "ShardedTensorLoader", "DistributedLoader", "ShardSampler", "RowShardedLoader", "is_sharded"]
+           "ShardedTensorLoader", "ShardedAugmentedBatches", "DistributedLoader", "ShardSampler",
+           "RowShardedLoader", "is_sharded"]
 
 Sharder = Callable[[Any, int, int, bool], Any]
 SHARDERS: dict[type, Sharder] = {}
@@ -71,7 +79,44 @@ def _refuse_too_small(n: int, world: int, training: bool, what: str) -> None:
                          f"give it at least {world} samples or start fewer processes")
 
 
-class ShardedTensorLoader:
+class _EpochShard:
+    """One rank's positions in an epoch of ``n`` samples, cut into this rank's batches; a
+    subclass draws the epoch's order from its base loader and makes the batches."""
+
+    base: Any
+    rank: int
+    world: int
+    training: bool
+    batch_size: int
+    _positions: torch.Tensor
+
+    def __init__(self, base: Any, n: int, rank: int, world: int, *, training: bool) -> None:
+        _check_place(rank, world)
+        _refuse_too_small(n, world, training, "loader")
+        self.base, self.rank, self.world, self.training = base, rank, world, training
+        self.batch_size = rank_batch_size(base.batch_size, world)
+        self._positions = shard_positions(n, rank, world, pad=training)
+
+    @property
+    def generator(self) -> torch.Generator:
+        # The base's own generator, not a copy: a checkpoint saves and restores it through here.
+        return self.base.generator
+
+    def __len__(self) -> int:
+        n = len(self._positions)
+        return n // self.batch_size if self.base.drop_last else -(-n // self.batch_size)
+
+    def _batch_indices(self, order: torch.Tensor) -> Iterator[torch.Tensor]:
+        """This rank's share of each batch of the epoch ``order`` (sample indices)."""
+        mine = order[self._positions]
+        for b in range(len(self)):
+            yield mine[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rank={self.rank}, world={self.world}, training={self.training})"
+
+
+class ShardedTensorLoader(_EpochShard):
     """One rank's share of a :class:`~torchdeck.data.TensorLoader`.
 
     The epoch's order is drawn from the base loader's own generator, exactly as the base
@@ -80,32 +125,39 @@ class ShardedTensorLoader:
     ``generator`` resumes it.
     """
 
+    base: TensorLoader
+
     def __init__(self, base: TensorLoader, rank: int, world: int, *, training: bool) -> None:
-        _check_place(rank, world)
-        _refuse_too_small(len(base.x), world, training, "loader")
-        self.base, self.rank, self.world, self.training = base, rank, world, training
-        self.batch_size = rank_batch_size(base.batch_size, world)
-        self._positions = shard_positions(len(base.x), rank, world, pad=training)
-
-    @property
-    def generator(self) -> torch.Generator:
-        return self.base.generator
-
-    def __len__(self) -> int:
-        n = len(self._positions)
-        return n // self.batch_size if self.base.drop_last else -(-n // self.batch_size)
+        super().__init__(base, len(base.x), rank, world, training=training)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         base = self.base
         n = len(base.x)
         order = torch.randperm(n, generator=base.generator) if base.shuffle else torch.arange(n)
-        mine = order[self._positions]
-        for b in range(len(self)):
-            idx = mine[b * self.batch_size:(b + 1) * self.batch_size]
+        for idx in self._batch_indices(order):
             yield base.x[idx], base.y[idx]
 
-    def __repr__(self) -> str:
-        return f"ShardedTensorLoader(rank={self.rank}, world={self.world}, training={self.training})"
+
+class ShardedAugmentedBatches(_EpochShard):
+    """One rank's share of an :class:`~torchdeck.tasks._augmented.AugmentedBatches` (or the
+    image-classification ``AugmentedLoader``).
+
+    Each pass draws the order and the epoch seed from the base's generator as the base would
+    (``draw_epoch``), then augments only this rank's samples, sample ``i`` with
+    ``epoch_seed + i`` (``batch``): the ranks' batches ``i`` together are the single-process
+    batch ``i``, bit for bit, yet each rank augments only ``1 / W`` of it. Padding samples
+    (training) repeat an earlier sample with its seed, so they repeat its augmentation too.
+    """
+
+    base: AugmentedBatches
+
+    def __init__(self, base: AugmentedBatches, rank: int, world: int, *, training: bool) -> None:
+        super().__init__(base, base.n, rank, world, training=training)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order, epoch_seed = self.base.draw_epoch()
+        for idx in self._batch_indices(order):
+            yield self.base.batch(idx.tolist(), epoch_seed)
 
 
 class ShardSampler(Sampler[int]):
@@ -211,7 +263,7 @@ class RowShardedLoader:
         return f"RowShardedLoader({self.base!r}, rank={self.rank}, world={self.world})"
 
 
-_SHARDED = (ShardedTensorLoader, DistributedLoader, RowShardedLoader)
+_SHARDED = (ShardedTensorLoader, ShardedAugmentedBatches, DistributedLoader, RowShardedLoader)
 
 
 def is_sharded(loader: Any) -> bool:
@@ -221,6 +273,11 @@ def is_sharded(loader: Any) -> bool:
 @register_sharder(TensorLoader)
 def _shard_tensor_loader(loader: TensorLoader, rank: int, world: int, training: bool) -> ShardedTensorLoader:
     return ShardedTensorLoader(loader, rank, world, training=training)
+
+
+@register_sharder(AugmentedBatches)
+def _shard_augmented(loader: AugmentedBatches, rank: int, world: int, training: bool) -> ShardedAugmentedBatches:
+    return ShardedAugmentedBatches(loader, rank, world, training=training)
 
 
 @register_sharder(DataLoader)

@@ -6,6 +6,10 @@ draws the order and then one epoch seed from the loader's ``generator``; trainin
 (its index in the training split, not its place in the batch) is augmented with seed
 ``epoch_seed + i``. So a run replays exactly from ``seed``, a sample looks different every
 epoch, and a checkpoint that saves ``generator`` resumes the same augmentations.
+
+A pass is two steps, ``draw_epoch`` (order and epoch seed) then ``batch`` per slice of the
+order, so a data-parallel rank (``torchdeck.distributed.shard_loader``) can draw the same epoch
+as a single process and augment only its own slice of each global batch.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ class AugmentedBatches:
         seed: seeds ``generator``, the only source of randomness.
     """
 
+    n: int
+    make_batch: BatchMaker
+    batch_size: int
+    shuffle: bool
+    drop_last: bool
+    generator: torch.Generator
+
     def __init__(self, n: int, make_batch: BatchMaker, batch_size: int = 64, *, shuffle: bool = True,
                  seed: int = 0, drop_last: bool = False) -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -49,13 +60,23 @@ class AugmentedBatches:
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = self.n
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+    def draw_epoch(self) -> tuple[torch.Tensor, int]:
+        """This pass's order of the samples and its epoch seed, drawn from ``generator`` in
+        that order (the contract a sharded copy replays: every rank draws the same pair)."""
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
         epoch_seed = int(torch.randint(_SEED_BOUND, (), generator=self.generator, dtype=torch.int64))
+        return order, epoch_seed
+
+    def batch(self, indices: Sequence[int], epoch_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples ``indices``, each augmented with ``epoch_seed + index``, encoded as one batch.
+        Whichever batch (or rank) a sample lands in, its augmentation is the same."""
+        indices = [int(i) for i in indices]
+        return self.make_batch(indices, [epoch_seed + i for i in indices])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order, epoch_seed = self.draw_epoch()
         for b in range(len(self)):
-            idx = order[b * self.batch_size:min(n, (b + 1) * self.batch_size)].tolist()
-            yield self.make_batch(idx, [epoch_seed + i for i in idx])
+            yield self.batch(order[b * self.batch_size:min(self.n, (b + 1) * self.batch_size)].tolist(), epoch_seed)
 
 
 def checked_image(out: Any, channels: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -12,22 +12,23 @@ from torch import nn
 
 from torchdeck import augment as A
 from torchdeck.data import ImageDataset, TensorLoader
+from torchdeck.tasks._augmented import AugmentedBatches
 from torchdeck.tasks._base import Grid, Task, register_task
 from torchdeck.tasks._vision import FILE_IMAGE_SIZE, is_csv
 
 __all__ = ["ImageClassification", "AugmentedLoader"]
 
-_SEED_BOUND = 2**63 - 1
 
-
-class AugmentedLoader:
+class AugmentedLoader(AugmentedBatches):
     """Training batches augmented afresh each pass: ``(encode(augment(images[idx])), y[idx])``.
 
     Randomness comes only from ``generator`` (seeded by ``seed``): each pass draws the order and
     then one epoch seed; sample ``i`` (its index in the data set, not its place in the batch)
     is augmented with seed ``epoch_seed + i``. So a run replays exactly from ``seed``, a sample
     looks different every epoch, and a checkpoint that saves ``generator`` resumes the same
-    augmentations. The same interface as :class:`~torchdeck.data.TensorLoader`.
+    augmentations. The same interface as :class:`~torchdeck.data.TensorLoader`; the pass is
+    :class:`~torchdeck.tasks._augmented.AugmentedBatches`'s, so a data-parallel rank augments
+    only its share of each batch.
 
     Args:
         images: (N, H, W, C) uint8, the un-augmented training images.
@@ -36,35 +37,29 @@ class AugmentedLoader:
         encode: (N, H', W', C) uint8 -> model inputs.
     """
 
+    images: np.ndarray
+    y: torch.Tensor
+    augment: A.Transform
+    encode: Any
+
     def __init__(self, images: np.ndarray, y: torch.Tensor, augment: A.Transform,
                  encode: Any, batch_size: int = 64, *, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False) -> None:
         if len(images) != len(y):
             raise ValueError(f"AugmentedLoader: images has {len(images)} samples, y has {len(y)}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"AugmentedLoader: batch_size must be a positive integer, got {batch_size!r}")
         self.images, self.y = images, y
         self.augment, self.encode = augment, encode
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.generator = torch.Generator().manual_seed(seed)
+        super().__init__(len(images), self._augmented_batch, batch_size, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
 
-    def __len__(self) -> int:
-        n = len(self.images)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.images)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        epoch_seed = int(torch.randint(_SEED_BOUND, (), generator=self.generator, dtype=torch.int64))
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:min(n, (b + 1) * self.batch_size)]
-            images = [augment_image(self.augment, self.images[i], epoch_seed + i) for i in idx.tolist()]
-            if len({im.shape for im in images}) > 1:
-                raise ValueError("image-classification: augment gives images of different sizes "
-                                 f"({sorted({im.shape[:2] for im in images})}); end it with resize or a fixed-size crop")
-            yield self.encode(np.stack(images)), self.y[idx]
+    def _augmented_batch(self, indices: Sequence[int], seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = [augment_image(self.augment, self.images[i], s) for i, s in zip(indices, seeds)]
+        if len({im.shape for im in images}) > 1:
+            raise ValueError("image-classification: augment gives images of different sizes "
+                             f"({sorted({im.shape[:2] for im in images})}); end it with resize or a fixed-size crop")
+        return self.encode(np.stack(images)), self.y[torch.as_tensor(indices, dtype=torch.int64)]
 
 
 def augment_image(augment: A.Transform, image: np.ndarray, seed: int) -> np.ndarray:
