@@ -246,3 +246,127 @@ def test_augment_round_trips_builds_into_the_task_and_errors_name_the_field():
     with pytest.raises(SpecError, match=r"^augment: image-classification: augment fails on a training image: "
                                         r"Normalize: mean has 3 values"):
         spec.with_changes(augment=["normalize"]).build_task()
+
+
+# -- callbacks ------------------------------------------------------------------------------------
+# A tiny run whose spec callbacks change its course: min_delta 10 means no later epoch counts as
+# better, so early stopping ends it after epoch 2 of 3.
+CALLBACK_RUN = {
+    "name": "callbacks", "train": {"epochs": 3, "batch_size": 128},
+    "model": {"options": {"width": 8}}, "task": {"options": {"size": 16}},
+    "callbacks": [{"early_stopping": {"monitor": "valid_loss", "patience": 1, "min_delta": 10}},
+                  {"csv_logger": {"path": "logs/run.csv"}}],
+}
+
+
+def _csv_rows(path):
+    import csv
+    with open(path, newline="", encoding="utf-8") as f:
+        # seconds is wall time: the one column two identical runs do not share.
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def _no_time(rows):
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in rows]
+
+
+def test_callbacks_are_stored_canonically_and_round_trip_through_yaml():
+    spec = Experiment.from_dict(CALLBACK_RUN)
+    assert spec.callbacks == [
+        {"early_stopping": {"monitor": "valid_loss", "patience": 1, "min_delta": 10, "mode": "min"}},
+        {"csv_logger": {"path": "logs/run.csv", "append": False}}]
+    text = spec.to_yaml()
+    again = Experiment.parse_yaml(text)
+    assert again == spec and again.to_yaml() == text
+    assert Experiment.from_dict(spec.to_dict()) == spec
+    assert Experiment.parse_yaml("callbacks: [stop_on_nan]\n").callbacks == [{"stop_on_nan": {"grads": "stop"}}]
+    # No callbacks is the default and stays out of the YAML (older specs stay canonical).
+    assert "callbacks" not in Experiment().to_dict()
+    assert Experiment.parse_yaml("callbacks: []\n") == Experiment()
+    assert Experiment().with_changes(callbacks=["sanity_check"]).callbacks == [{"sanity_check": {}}]
+
+
+def test_build_adds_fresh_spec_callbacks_to_the_learner(task, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = Experiment().with_changes(callbacks=CALLBACK_RUN["callbacks"])
+    first, second = spec.build(task), spec.build(task)
+    stop = [cb for cb in first.callbacks if isinstance(cb, td.train.EarlyStopping)]
+    log = [cb for cb in first.callbacks if isinstance(cb, td.train.CSVLogger)]
+    assert len(stop) == 1 and stop[0].patience == 1 and stop[0].monitor.min_delta == 10
+    assert len(log) == 1 and log[0].path == str(tmp_path / "logs" / "run.csv")  # relative to the working directory
+    # Callbacks hold state (best so far, open files): every build makes its own.
+    assert not any(a is b for a in first.callbacks for b in second.callbacks)
+    assert not any(isinstance(cb, td.train.EarlyStopping) for cb in Experiment().build(task).callbacks)
+
+
+@pytest.mark.slow
+def test_to_python_with_callbacks_reproduces_build_and_fit(tmp_path, monkeypatch):
+    spec = Experiment.from_dict(CALLBACK_RUN)
+    script = spec.to_python()
+    assert "relative to the working directory" in script
+    (tmp_path / "script").mkdir()
+    (tmp_path / "build").mkdir()
+    monkeypatch.chdir(tmp_path / "script")
+    ns: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(script, "<spec>", "exec"), ns)
+    monkeypatch.chdir(tmp_path / "build")
+    learner = spec.build()
+    learner.fit()
+    rows = _no_time(learner.history.epochs)
+    assert len(rows) == 2  # early stopping from the spec ended the 3-epoch run
+    assert _no_time(ns["learner"].history.epochs) == rows
+    # Each wrote its CSV log under its own working directory, with the same rows.
+    logged = _csv_rows(tmp_path / "build" / "logs" / "run.csv")
+    assert [int(r["epoch"]) for r in logged] == [1, 2]
+    assert [float(r["valid_loss"]) for r in logged] == pytest.approx([r["valid_loss"] for r in rows], rel=1e-6)
+    assert _csv_rows(tmp_path / "script" / "logs" / "run.csv") == logged
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), [
+    ("callbacks: [{early_stopping: {monitor: valid_loss, patiense: 1}}]\n",
+     r"^callbacks\[0\]\.early_stopping: unknown argument 'patiense'; allowed: monitor, patience, min_delta, mode$"),
+    ("callbacks: [stop_on_nan, {early_stoping: {}}]\n",
+     r"^callbacks\[1\]: unknown callback 'early_stoping'; allowed: checkpointer, csv_logger, early_stopping, "),
+    ("callbacks: [{csv_logger: {}}]\n",
+     r"^callbacks\[0\]\.csv_logger: missing required argument 'path'; required: path$"),
+    ("callbacks: [{early_stopping: {mode: up}}]\n",
+     r"^callbacks\[0\]\.early_stopping: mode must be one of 'min', 'max', got 'up'$"),
+    ("callbacks: [{throttle: {every_steps: 5, callback: {csv_logger: {path: 3}}}}]\n",
+     r"^callbacks\[0\]\.throttle\.callback\.csv_logger: "),
+    ("callbacks: stop_on_nan\n", r"^callbacks: expected a list of callback specs, got 'stop_on_nan'$"),
+    ("callbacks: [{to_device: {device: cpu}}, {to_device: {device: cpu}}]\n",
+     r"^callbacks: callbacks ToDevice\('cpu'\) and ToDevice\('cpu'\) both write state\.model"),
+])
+def test_callback_spec_errors_are_one_line_and_name_the_path(yaml_text, message):
+    with pytest.raises(SpecError, match=message) as info:
+        Experiment.parse_yaml(yaml_text)
+    assert "\n" not in str(info.value)
+
+
+def test_a_callback_path_that_became_a_directory_fails_the_build_naming_the_field(task, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = Experiment().with_changes(callbacks=[{"csv_logger": {"path": "log.csv"}}])
+    (tmp_path / "log.csv").mkdir()
+    with pytest.raises(SpecError, match=r"^callbacks\[0\]\.csv_logger: path '.*log\.csv' is a directory"):
+        spec.build(task)
+
+
+@pytest.mark.slow
+def test_cli_train_applies_the_spec_callbacks(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "run.yaml").write_text(Experiment.from_dict(CALLBACK_RUN).to_yaml())
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "torchdeck", "train", "run.yaml", "--quiet", "--threads", "1",
+                           "--metrics-out", "m.json"], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "m.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2]  # early stopping ended the 3-epoch run
+    logged = _csv_rows(tmp_path / "logs" / "run.csv")  # written relative to the CLI's working directory
+    assert [int(r["epoch"]) for r in logged] == [1, 2]
+    assert [float(r["valid_loss"]) for r in logged] == pytest.approx([r["valid_loss"] for r in rows], rel=1e-6)

@@ -94,7 +94,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"torchdeck: weights {learner.weights_report}", flush=True)
     if setup is not None:
         setup(learner)
-    if not args.quiet:
+    # A spec that lists its own progress_bar keeps that one (its options), not a second bar.
+    if not args.quiet and not any(isinstance(cb, ProgressBar) for cb in learner.callbacks):
         learner.add_callback(ProgressBar())
     print(f"torchdeck: training {spec.name!r}: {spec.task.name} on {spec.data.name}, "
           f"{spec.model.backbone}, {learner.optimizer.rule}, {spec.train.epochs} epochs", flush=True)

@@ -127,6 +127,10 @@ class Experiment(_Part):
                                       description="hyperparameter name -> schedule spec, a list with one per param "
                                                   "group, or {group name: schedule} (open lengths span the run)")
     train: TrainSpec = Field(default_factory=TrainSpec)
+    callbacks: list[dict[str, Any]] = Field(
+        default_factory=list, description="callbacks by name, each {name: {argument: value}}, e.g. "
+                                          "[{early_stopping: {patience: 2}}, {csv_logger: {path: log.csv}}]; "
+                                          "paths are relative to the working directory")
     augment: list | dict | str | None = Field(None, description="training augmentation: a transform spec or a list "
                                                                 "of them (a pipeline), applied to training samples")
 
@@ -151,6 +155,20 @@ class Experiment(_Part):
         if not _tasks.takes_augment(self.task.name):
             raise ValueError(f"augment: task {self.task.name!r} takes no augmentation; set augment to null")
         return self
+
+    @field_validator("callbacks", mode="before")
+    @classmethod
+    def _canonical_callbacks(cls, v: Any) -> list[dict[str, Any]]:
+        from torchdeck.train import callback_to_spec, callbacks_from_spec, order_callbacks
+
+        # Building them is the validation (each constructor checks its arguments); what is
+        # stored is the canonical form, every argument present, as for optim and augment.
+        built = callbacks_from_spec(v, where="callbacks")
+        try:
+            order_callbacks(built)  # two writers of one state field, found now rather than at build
+        except ValueError as e:
+            raise ValueError(f"callbacks: {e}") from None
+        return [callback_to_spec(cb, where=f"callbacks[{i}]") for i, cb in enumerate(built)]
 
     @field_validator("schedules", mode="before")
     @classmethod
@@ -182,6 +200,13 @@ class Experiment(_Part):
         return {k: b[0] if isinstance(b, list) and not isinstance(self.schedules[k], list) else b
                 for k, b in built.items()}
 
+    def callback_objects(self) -> list[Any]:
+        """Fresh callbacks from ``callbacks`` (a learner's callbacks hold state: never share them).
+        Relative paths resolve against the working directory now."""
+        from torchdeck.train import callbacks_from_spec
+
+        return callbacks_from_spec(self.callbacks, where="callbacks")
+
     def augment_pipeline(self) -> _augment.Transform | None:
         return None if self.augment is None else _augment.transform_from_spec(self.augment, where="augment")
 
@@ -212,11 +237,15 @@ class Experiment(_Part):
         from torchdeck.train import Learner
 
         task = task if task is not None else self.build_task()
+        try:
+            callbacks = self.callback_objects()
+        except ValueError as e:  # already names callbacks[i]; a path may have become a directory since
+            raise SpecError(str(e)) from e
         with _field("model"):
             return Learner.from_task(
                 task, backbone=self.model.backbone, backbone_options=self.model.options, rule=self.rule(),
                 schedules=self.schedule_objects(), batch_size=self.train.batch_size, epochs=self.train.epochs,
-                seed=self.seed, device=self.train.device, weights=self.model.weights)
+                seed=self.seed, device=self.train.device, weights=self.model.weights, callbacks=callbacks)
 
     # -- serialisation ----------------------------------------------------------------------
     @classmethod
@@ -250,6 +279,8 @@ class Experiment(_Part):
         # existed stay canonical (and the YAML shows augment only when a run uses it).
         if d["augment"] is None:
             del d["augment"]
+        if not d["callbacks"]:  # likewise: no callbacks is the default
+            del d["callbacks"]
         return d
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
@@ -262,7 +293,8 @@ class Experiment(_Part):
     def to_python(self) -> str:
         """A script that reproduces this run."""
         body = pprint.pformat(self.to_dict(), indent=1, width=100, sort_dicts=False)
-        return ("import torchdeck as td\n\n"
+        where = "# Paths in callbacks are relative to the working directory.\n" if self.callbacks else ""
+        return ("import torchdeck as td\n\n" + where +
                 f"spec = td.Experiment.from_dict({body})\n"
                 "learner = spec.build()\n"
                 "learner.fit()\n"

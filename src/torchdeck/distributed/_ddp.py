@@ -95,7 +95,8 @@ class DDP(Callback):
         if learner.device != self.info.device:
             learner.to(self.info.device)
         if self.info.rank != 0:
-            keep = [cb for cb in learner.callbacks if not isinstance(cb, tuple(MAIN_ONLY))]
+            # A Throttle is judged by what it wraps (a throttled CSV logger writes files too).
+            keep = [cb for cb in learner.callbacks if not isinstance(getattr(cb, "callback", cb), tuple(MAIN_ONLY))]
             if len(keep) != len(learner.callbacks):
                 self._filtering = True  # set_callbacks attaches every callback again, this one too
                 try:

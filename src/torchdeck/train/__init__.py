@@ -3,6 +3,8 @@
 from torchdeck.train._access import StateAccessError, StateView
 from torchdeck.train._callback import Callback, order_callbacks
 from torchdeck.train._callbacks import Metrics, ProgressBar, Recorder
+from torchdeck.train._catalog import (CALLBACKS, callback_arguments, callback_from_spec, callback_names,
+                                       callback_to_spec, callbacks_from_spec)
 from torchdeck.train._checkpoint import Checkpointer, load_checkpoint, resolve_checkpoint, save_checkpoint
 from torchdeck.train._control import EarlyStopping, StopOnNaN, TimeBudget
 from torchdeck.train._events import EVENTS, CancelEpoch, CancelFit, CancelStep
@@ -29,4 +31,6 @@ __all__ = [
     "CSVLogger", "JSONLLogger", "ToDevice", "MixedPrecision", "GradAccumulation", "available_devices",
     "LRFindResult", "lr_find", "suggest_lrs", "StateAccessError", "StateView", "TensorBoard",
     "MOMENTUM_KEYS", "momentum_key", "fine_tune", "FineTunePlan",
+    "CALLBACKS", "callback_from_spec", "callback_to_spec", "callbacks_from_spec", "callback_names",
+    "callback_arguments",
 ]

@@ -32,7 +32,7 @@ class SpecPanel(W.VBox):
         except SpecError as e:
             self.state.error = str(e)
             return False
-        return self.state.edit(**spec.to_dict())
+        return self.state.replace(spec)
 
     def refresh(self) -> None:
         spec = self.state.spec

@@ -32,6 +32,15 @@ class StudioState(traitlets.HasTraits):
         """Apply ``{"train.epochs": 3, ...}``; on a bad value keep the spec and set ``error``."""
         try:
             spec = self.spec.with_changes(**dotted)
+        except (SpecError, ValueError) as e:
+            self.error = str(e)
+            return False
+        return self.replace(spec)
+
+    def replace(self, spec: Experiment) -> bool:
+        """Take ``spec`` whole (a pasted YAML: fields it leaves out go back to their defaults);
+        when its task or data fails to build, keep the spec and set ``error``."""
+        try:
             self._task_for(spec)  # data and task options are checked by building them, before the spec changes
         except (SpecError, ValueError) as e:
             self.error = str(e)
