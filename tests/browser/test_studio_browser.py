@@ -42,6 +42,21 @@ def test_train_then_stop_in_voila(voila_url, browser):
     page.wait_for_selector(".td-schedule-chart .scatterlayer .trace path.js-line", timeout=60_000)
     page.wait_for_selector(".td-train-chart .main-svg", timeout=60_000)
 
+    # The augmentation preview: adding a step from the palette, then reseeding, redraws the grid.
+    grid = page.locator("img.td-aug-grid")
+    page.wait_for_function("() => { const g = document.querySelector('img.td-aug-grid'); return g && g.src; }",
+                           timeout=60_000)
+    steps = page.locator(".td-aug-step").count()
+    before = grid.get_attribute("src")
+    page.locator(".td-aug-picker select").select_option("flip_y")
+    page.locator(".td-aug-add").click()
+    page.wait_for_function(f"() => document.querySelectorAll('.td-aug-step').length == {steps + 1}", timeout=30_000)
+    page.wait_for_function("(b) => document.querySelector('img.td-aug-grid').src != b", arg=before, timeout=30_000)
+    before = grid.get_attribute("src")
+    page.locator(".td-aug-reseed").click()
+    page.wait_for_function("(b) => document.querySelector('img.td-aug-grid').src != b", arg=before, timeout=30_000)
+    assert "flip_y" in page.locator(".td-aug-timing-box").inner_text()
+
     # Plenty of epochs, so the run is still going when Stop is pressed.
     epochs = page.locator(".td-epochs input")
     epochs.fill("200")
@@ -60,6 +75,10 @@ def test_train_then_stop_in_voila(voila_url, browser):
     page.wait_for_function(
         """() => Array.from(document.querySelectorAll('.td-schedule-chart .annotation-text'))
                      .some(el => /^\\s*step [0-9]+$/.test(el.textContent))""", timeout=30_000, polling=250)
+    # The epoch table fills in, and the prediction grid after an epoch is drawn.
+    page.wait_for_function("() => document.querySelectorAll('.td-epoch-table tr').length >= 2", timeout=30_000)
+    page.wait_for_function("() => { const p = document.querySelector('img.td-predictions'); return p && p.src; }",
+                           timeout=30_000)
     assert "status: running" in page.locator(".td-status").inner_text()
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
