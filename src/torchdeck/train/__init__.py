@@ -16,7 +16,7 @@ from torchdeck.train._metrics import METRICS, accuracy, get_metric, register_met
 from torchdeck.train._phases import Phase, TrainingPhase, ValidationPhase
 from torchdeck.train._precision import GradAccumulation, MixedPrecision, ToDevice, available_devices
 from torchdeck.train._probe import SanityCheck, sanity_check
-from torchdeck.train._runner import Run
+from torchdeck.train._runner import BackgroundRun, Run
 from torchdeck.train._state import History, TrainState
 from torchdeck.train._stream import MOMENTUM_KEYS, MetricStream, Series, momentum_key
 from torchdeck.train._tensorboard import TensorBoard
@@ -32,5 +32,5 @@ __all__ = [
     "LRFindResult", "lr_find", "suggest_lrs", "StateAccessError", "StateView", "TensorBoard",
     "MOMENTUM_KEYS", "momentum_key", "fine_tune", "FineTunePlan",
     "CALLBACKS", "callback_from_spec", "callback_to_spec", "callbacks_from_spec", "callback_names",
-    "callback_arguments",
+    "callback_arguments", "BackgroundRun",
 ]

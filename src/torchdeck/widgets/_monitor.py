@@ -1,6 +1,10 @@
 """The training monitor: Train / Pause / Stop, live charts (loss, metrics, lr and momentum),
 an epoch table, sample predictions, and the error of a failed run.
 
+A run trains on a background thread of this process (Processes = 1) or on N torchrun
+processes (:class:`ProcessRun`), whose rank 0 relays its events into the same
+:class:`~torchdeck.train.MetricStream`: the charts, table and progress don't care which.
+
 Threading rules (ipywidgets #2358, #4020; voila #431): training runs on a background
 thread; that thread only sets widget traits and changes FigureWidget data inside one
 ``batch_update`` per redraw, at most once per ``redraw_interval`` seconds (and once at the
@@ -11,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import os
+import tempfile
 import threading
 import time
 from typing import Any, Callable
@@ -18,10 +24,13 @@ from typing import Any, Callable
 import ipywidgets as W
 import numpy as np
 import traitlets
+from safetensors.torch import load_file
 
+from torchdeck import distributed
 from torchdeck.train import Learner, MetricStream, Run, get_metric, momentum_key
 from torchdeck.widgets._monitor_chart import TraceSpec, build_chart, chart_traces, metric_axis
 from torchdeck.widgets._monitor_gate import RedrawGate
+from torchdeck.widgets._monitor_process import PAUSE_REFUSED, ProcessRun, check_processes
 from torchdeck.widgets._monitor_views import PredictionView, epoch_table_html, failure_html, prediction_view
 from torchdeck.widgets._state import StudioState
 
@@ -60,6 +69,11 @@ def _values(ys: Any) -> Any:
     return _EMPTY if ys is None else ys
 
 
+def _momentum_label(key: str | None) -> str:
+    """The momentum trace's legend entry for the optimiser's momentum key (b1, momentum, ...)."""
+    return "momentum" if key in (None, "momentum") else f"momentum ({key})"
+
+
 def _fraction(progress: dict[str, Any]) -> float:
     """How far through the fit, by epochs (a validation pass counts as its epoch's end)."""
     epochs, batches = progress.get("epochs") or 0, progress.get("batches") or 0
@@ -67,6 +81,9 @@ def _fraction(progress: dict[str, Any]) -> float:
         return 0.0
     within = progress["batch"] / batches if progress.get("phase") == "train" and batches else 1.0
     return min(1.0, max(0.0, (progress["epoch"] - 1 + within) / epochs))
+
+
+AnyRun = Run | ProcessRun  # what Train starts: a thread here, or torchrun processes
 
 
 class TrainingMonitor(W.VBox):
@@ -80,7 +97,8 @@ class TrainingMonitor(W.VBox):
         redraw_interval: least seconds between two redraws while a run streams.
         capacity: points kept per chart trace (longer runs are decimated, keeping min/max).
         predictions: validation samples in the prediction grid drawn after an epoch; 0 for
-            none. Only runs started here (Train / :meth:`start`) have them.
+            none. Only runs started here (Train / :meth:`start`) have them; a run on several
+            processes has one grid, at its end, from the weights its rank 0 saved.
         clock: the time source for the redraw interval (tests pass a fake one).
     """
 
@@ -98,7 +116,9 @@ class TrainingMonitor(W.VBox):
         self.stream = MetricStream(capacity)
         self.stream.subscribe(self._on_stream)
         self.learner: Learner | None = None
-        self.run: Run | None = None
+        self.run: AnyRun | None = None
+        self._pausable = True   # False while a run on several processes is the current one
+        self._run_task: Any = None  # the task a run on several processes was launched with
         self.redraws = 0
         self._draw_lock = threading.RLock()
         self._control_lock = threading.Lock()
@@ -116,6 +136,11 @@ class TrainingMonitor(W.VBox):
                                        layout=W.Layout(width="170px"))
         self.epochs.add_class("td-epochs")
         self.epochs.observe(lambda ch: self.state.edit(**{"train.epochs": ch["new"]}), "value")
+        # Not bounded: a BoundedIntText would clamp a wrong value silently; Train refuses it, saying why.
+        self.processes = W.IntText(value=1, description="Processes", layout=W.Layout(width="170px"),
+                                   tooltip=f"1: train in this kernel; 2..{os.cpu_count() or 1}: "
+                                           f"data parallel on that many torchrun processes")
+        self.processes.add_class("td-processes")
         self.train_button = W.Button(description="Train", button_style="primary")
         self.pause_button = W.Button(description="Pause", disabled=True)
         self.stop_button = W.Button(description="Stop", button_style="danger", disabled=True)
@@ -147,7 +172,8 @@ class TrainingMonitor(W.VBox):
         self._index_traces()
         super().__init__([
             W.HTML("<b>Training</b>"),
-            W.HBox([self.epochs, self.train_button, self.pause_button, self.stop_button]),
+            W.HBox([self.epochs, self.processes]),
+            W.HBox([self.train_button, self.pause_button, self.stop_button]),
             self.status, W.HBox([self.progress_bar, self.progress]), self.headline, self.failure,
             self.chart,
             self.table,
@@ -166,8 +192,7 @@ class TrainingMonitor(W.VBox):
         # stream's keys are the names the Metrics callback gives them, found the same way.
         metrics = [get_metric(m)[0] for m in self.state.task().metrics()]
         self._headline_metric = f"valid_{metrics[0]}" if metrics else "valid_loss"
-        label = "momentum" if momentum in (None, "momentum") else f"momentum ({momentum})"
-        self._trace_specs = chart_traces(metrics, label)
+        self._trace_specs = chart_traces(metrics, _momentum_label(momentum))
         return build_chart(self._trace_specs)
 
     def _index_traces(self) -> None:
@@ -200,9 +225,18 @@ class TrainingMonitor(W.VBox):
             self.gate.drawn()
             stream = self.stream
             self._drawn_version = stream.version
+            relabel = None
             if stream.generation != self._generation:  # a new fit: start from empty traces and table
                 self._generation, self._versions, self._rows = stream.generation, {}, []
                 changed = {key: (-1, _EMPTY, _EMPTY) for key in self._traces}
+                # A run on several processes has no local optimiser to name the momentum trace
+                # when it starts: its name comes with the relayed fit_begin (which sets progress
+                # and the key). Fits not started here keep the generic name.
+                momentum = self._traces.get("momentum")
+                label = _momentum_label(stream.momentum_key)
+                relayed = isinstance(self.run, ProcessRun) and not self.run.done
+                if relayed and momentum is not None and stream.progress and momentum.name != label:
+                    relabel = (momentum, label)
             else:
                 changed = {}
             changed.update(stream.arrays(self._versions))
@@ -215,6 +249,8 @@ class TrainingMonitor(W.VBox):
                 with self.chart.lock, self.chart.batch_update():
                     for trace, xs, ys in edits:
                         trace.x, trace.y = xs, ys
+                    if relabel is not None:
+                        relabel[0].name = relabel[1]
                     if axis != self._metric_axis:  # in the same message as the values it fits
                         self.chart.layout.yaxis2.update(axis)
                         self._metric_axis = axis
@@ -275,16 +311,29 @@ class TrainingMonitor(W.VBox):
         # short epochs would redraw at each), and always at the end so the final state shows.
         # Predictions come with the redraws of epoch ends and the end, so they cost at most
         # one grid per redraw.
+        if event == "fit_begin":
+            self._relayed_start()
         if event == "fit_end" or self.gate.due():
             if event in ("epoch", "fit_end"):
                 self._predict()
             self.redraw()
 
     # -- control ---------------------------------------------------------------------------------
-    def start(self) -> Run | None:
+    def start(self, processes: Any = None) -> AnyRun | None:
+        """Train the state's spec: in this kernel (``processes`` 1) or on that many torchrun
+        processes (default: the Processes field). A refused value sets ``state.error`` and
+        starts nothing; so does a run already in progress or a spec that cannot build."""
         if self.run is not None and not self.run.done:
             self.state.error = "a run is already in progress; stop it first"
             return None
+        try:
+            nproc = check_processes(self.processes.value if processes is None else processes)
+        except ValueError as e:
+            self.state.error = str(e)
+            return None
+        return self._start_here() if nproc == 1 else self._start_processes(nproc)
+
+    def _start_here(self) -> Run | None:
         try:
             learner = self.state.spec.build(task=self.state.task())
         except Exception as e:  # a spec that validates can still fail to build; keep the Studio alive
@@ -298,16 +347,54 @@ class TrainingMonitor(W.VBox):
         self.failure.value = ""
         self._show_prediction(PredictionView())
         with self._control_lock:
+            self._pausable = True
             self._set_status("running")
             self.run = learner.fit_async()
         self.run.on_done(self._finished)
         return self.run
 
+    def _start_processes(self, nproc: int) -> ProcessRun | None:
+        """Launch the spec on ``nproc`` processes; rank 0's relay feeds ``self.stream``.
+
+        Nothing is built here (the ranks build the spec): a spec that fails to build fails on
+        the ranks and shows as a failed run. Status is "starting" until the relayed fit begins
+        (torchrun and the ranks' imports take seconds)."""
+        spec, task = self.state.spec, self.state.task()
+        self._new_chart()
+        self.learner, self._predict_from, self._prediction = None, None, None
+        self.failure.value = ""
+        self._show_prediction(PredictionView())
+        self.stream.clear()  # the last run's table and progress go now, not when the ranks are up
+        self.redraw()
+        folder = tempfile.TemporaryDirectory(prefix="torchdeck-weights-") if self.n_predictions else None
+        weights = os.path.join(folder.name, "model.safetensors") if folder is not None else None
+        try:
+            launched = distributed.launch(spec, nproc, stream=self.stream, save=weights, capture=True)
+        except Exception as e:  # torchrun could not start (no such interpreter, no free port, ...)
+            if folder is not None:
+                folder.cleanup()
+            self.state.error = f"could not start the run on {nproc} processes: {e}"
+            return None
+        run = ProcessRun(launched, spec, weights=weights, cleanup=folder.cleanup if folder is not None else None)
+        self._run_task = task
+        with self._control_lock:
+            self._pausable = False
+            self.run = run.start()
+            self._set_status("starting")
+        run.on_done(self._finished)
+        return run
+
+    def _relayed_start(self) -> None:
+        """The relayed fit has begun: a run on several processes is now running."""
+        with self._control_lock:
+            if self._status == "starting" and isinstance(self.run, ProcessRun) and not self.run.done:
+                self._set_status("running")
+
     def toggle_pause(self) -> None:
         """Pause a running run, resume a paused one; anything else is left alone."""
         with self._control_lock:
             run = self.run
-            if run is None or run.done or self._status not in ("running", "paused"):
+            if run is None or run.done or not self._pausable or self._status not in ("running", "paused"):
                 return
             if self._status == "running":
                 run.pause()
@@ -325,8 +412,10 @@ class TrainingMonitor(W.VBox):
                 self._set_status("stopping")
                 self.run.stop()
 
-    def _finished(self, run: Run) -> None:
+    def _finished(self, run: AnyRun) -> None:
         self._predict_from = None
+        if isinstance(run, ProcessRun) and run.status == "finished" and run.weights:
+            self._predict_from_weights(run)
         self.redraw_if_stale()
         detail = ""
         if run.error is not None:
@@ -335,14 +424,31 @@ class TrainingMonitor(W.VBox):
         with self._control_lock:
             self._set_status(run.status, detail)
 
+    def _predict_from_weights(self, run: ProcessRun) -> None:
+        """The end's prediction grid of a run on several processes: the spec built here with
+        the weights its rank 0 saved (on the watcher thread, after the ranks have exited)."""
+        try:
+            learner = run.spec.build(task=self._run_task)
+            learner.model.load_state_dict(load_file(run.weights))
+        except Exception as e:  # the grid is a view: a failure here must not fail a finished run
+            self._prediction = PredictionView(
+                html=f"<i>no sample predictions: {html.escape(type(e).__name__)}: {html.escape(str(e))}</i>")
+            return
+        self._predict_from = learner
+        try:
+            self._predict()
+        finally:
+            self._predict_from = None
+
     def _set_status(self, status: str, detail: str = "") -> None:
         """Show ``status`` and set the buttons it allows (call with the control lock held)."""
         controls = CONTROLS.get(status, _RUNNING)
         self._status = status
         self.status.value = f"status: <b>{html.escape(status)}</b>{detail}"
         self.train_button.disabled = not controls.train
-        self.pause_button.disabled = not controls.pause
+        self.pause_button.disabled = not (controls.pause and self._pausable)
         self.pause_button.description = controls.pause_label
+        self.pause_button.tooltip = "" if self._pausable else PAUSE_REFUSED
         self.stop_button.disabled = not controls.stop
 
     def _spec_changed(self, change: dict[str, Any]) -> None:
