@@ -53,6 +53,11 @@ class StudioState(traitlets.HasTraits):
         """Whether the spec's task accepts a training augmentation (tabular tasks do not)."""
         return tasks.takes_augment(self.spec.task.name)
 
+    def forget_task(self) -> None:
+        """Build the task afresh at its next use: the files behind an unchanged spec changed
+        (an upload replaced under the same name)."""
+        self._task_key = None
+
     def task(self) -> Task:
         """The spec's task with its data, built once per task/data choice."""
         return self._task_for(self.spec)
