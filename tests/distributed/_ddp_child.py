@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _cases  # noqa: E402
 
 from torchdeck import distributed  # noqa: E402
-from torchdeck.train import Callback, CSVLogger, ProgressBar  # noqa: E402
+from torchdeck.train import Callback, CSVLogger, ProgressBar, TimeBudget  # noqa: E402
 
 
 class Seen(Callback):
@@ -45,6 +45,16 @@ def main(out: str) -> None:
                     "seed": getattr(getattr(train, "sampler", None), "seed", None),
                     "batches": {k: len(v) for k, v in learner.loaders.items()}},
                    os.path.join(out, f"{case}-rank{info.rank}.pt"))
+    # A time budget that runs out on rank 1 only (a clock one second a step there): every rank
+    # must stop at the same step, or rank 0 would wait forever at its next all-reduce.
+    ticks = iter(range(10**6))
+    clock = (lambda: float(next(ticks))) if info.rank == 1 else (lambda: 0.0)
+    learner = _cases.learner(_cases.CASES[0])
+    learner.add_callback(TimeBudget(3.0, clock=clock))
+    distributed.prepare(learner)
+    learner.fit(2)
+    torch.save({"step": learner.state.step, "stop_reason": learner.state.stop_reason},
+               os.path.join(out, f"budget-rank{info.rank}.pt"))
     distributed.shutdown()
 
 

@@ -74,3 +74,13 @@ def test_only_rank_0_keeps_progress_and_file_loggers(ranks, case):
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[-1]["valid_loss"]) == pytest.approx(r0["metrics"]["valid_loss"], rel=1e-12)
+
+
+def test_a_time_budget_spent_on_one_rank_stops_every_rank_at_the_same_step(ranks):
+    out = next(iter(ranks.values()))[3]
+    r0, r1 = (torch.load(out / f"budget-rank{r}.pt") for r in (0, 1))
+    # rank 1's clock reads 0 at fit begin and 1 more after each step: over 3 s after the third
+    # step (state.step counts from 0)
+    assert r0["step"] == r1["step"] == 2
+    assert r1["stop_reason"].startswith("TimeBudget: 3 s spent of 3 s")
+    assert r0["stop_reason"].startswith("TimeBudget: another rank spent its 3 s")
