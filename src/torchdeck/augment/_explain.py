@@ -56,17 +56,25 @@ class Explanation:
                     cost = '"'
             params = " ".join(f"{k}={v}" for k, v in r.params.items())
             lines.append(f"{r.step:>4}  {name:<24}{stage:<11}{cost:>10}  {params}")
-        fused = sum(1 for s in self.stages if len(s.steps) > 1)
-        lines.append(f"{len(self.rows)} steps in {len(self.stages)} stages ({fused} fused); "
-                     f"sampling {self.sample_ms:.3f} ms, total {self.total_ms:.3f} ms; output "
-                     f"{'×'.join(map(str, self.plan.size))}")
+        lines.append(self.summary())
         return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line: steps, stages (and how many fuse several steps), times, output size."""
+        fused = sum(1 for s in self.stages if len(s.steps) > 1)
+        return (f"{_count(len(self.rows), 'step')} in {_count(len(self.stages), 'stage')} ({fused} fused); "
+                f"sampling {self.sample_ms:.3f} ms, total {self.total_ms:.3f} ms; output "
+                f"{'×'.join(map(str, self.plan.size))}")
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython shows the table
         p.text(str(self))
 
 
 _KIND = {Warp: "warp", Values: "values"}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def explain(pipe: Any, *, seed: Any, fuse: bool, size: Any, repeat: int, items: dict[str, Any]) -> Explanation:

@@ -79,9 +79,7 @@ def explain_table(ex: A.Explanation) -> str:
         params = html.escape(" ".join(f"{k}={v}" for k, v in r.params.items()))
         rows.append(f"<tr><td>{r.step}</td><td>{name}</td><td>{stage}</td><td style='text-align:right'>{ms}</td>"
                     f"<td>{params}</td></tr>")
-    fused = sum(1 for s in ex.stages if len(s.steps) > 1)
-    foot = (f"{len(ex.rows)} steps in {len(ex.stages)} stages ({fused} fused); sampling {ex.sample_ms:.3f} ms, "
-            f"total {ex.total_ms:.3f} ms; output {ex.plan.size[0]}×{ex.plan.size[1]}")
+    foot = html.escape(ex.summary())
     return ("<table class='td-aug-timing'><tr><th>step</th><th>transform</th><th>stage</th><th>ms</th>"
             f"<th>drew</th></tr>{''.join(rows)}</table><div class='td-aug-info'>{foot}</div>")
 
