@@ -276,3 +276,30 @@ def test_long_runs_are_decimated_to_capacity_keeping_extremes_and_the_last_step(
     assert len(xs) <= 16 and xs[-1] == learner.history.steps[-1] and np.all(np.diff(xs) > 0)
     assert ys.min() == pytest.approx(min(losses), rel=1e-6) and ys.max() == pytest.approx(max(losses), rel=1e-6)
     assert ys[-1] == pytest.approx(losses[-1], rel=1e-6)
+
+
+class StopInSecondValidation(Callback):
+    """Ends the fit as epoch 2's validation pass begins, as Stop pressed then does (CancelFit
+    at the step boundary)."""
+
+    reads = ("phase", "epoch")
+
+    def step_begin(self, state) -> None:
+        from torchdeck.train import CancelFit
+        if not state.phase.training and state.epoch == 1:
+            raise CancelFit("stopped by the test")
+
+
+def test_a_run_stopped_during_validation_keeps_the_last_validation_headline(monitors):
+    mon = monitors(predictions=0)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 4, generator=gen), torch.randint(0, 10, (40,), generator=gen)
+    loaders = {"train": TensorLoader(x[:32], y[:32], 8), "valid": TensorLoader(x[32:], y[32:], 8)}
+    learner = Learner(torch.nn.Linear(4, 10), loaders, torch.nn.functional.cross_entropy,
+                      O.chain(O.adam(), O.scale_lr(0.01)), metrics=["accuracy"],
+                      callbacks=[mon.stream, StopInSecondValidation()])
+    learner.fit(3)
+    mon.redraw()
+    rows = learner.history.epochs
+    assert rows[-1].get("valid_accuracy") is None  # the stopped epoch: no validation batch was seen
+    assert html.unescape(mon.headline.value) == f"valid accuracy <b>{rows[0]['valid_accuracy']:.4f}</b>"

@@ -262,7 +262,10 @@ class TrainingMonitor(W.VBox):
             if new_rows or not self._rows:
                 self._rows.extend(new_rows)
                 self.table.value = epoch_table_html(self._rows)
-                value = self._rows[-1].get(self._headline_metric) if self._rows else None
+                # The latest epoch that has it: a run stopped during training ends with a row
+                # of training values only, and the headline keeps the last validation value.
+                value = next((r[self._headline_metric] for r in reversed(self._rows)
+                              if r.get(self._headline_metric) is not None), None)
                 self.headline.value = (f"{self._headline_metric.replace('_', ' ')} <b>{value:.4f}</b>"
                                        if value is not None else "")
             self._show_progress(stream.progress)
