@@ -1,5 +1,6 @@
 """The training monitor with Processes > 1: Train launches torchrun and the charts, table,
-progress and status follow rank 0's relayed stream; Stop ends every process; a failing rank
+progress and status follow rank 0's relayed stream; Pause holds every rank and Resume lets
+them go on; Stop ends every process (gracefully: exit status 0); a failing rank
 shows its error in place; a refused Processes value starts nothing.
 
 Each torchrun run costs seconds (three interpreters importing torch on a shared machine): the
@@ -20,7 +21,7 @@ from torchdeck import distributed
 from torchdeck.spec import Experiment
 from torchdeck.train import Run
 from torchdeck.widgets import StudioState, TrainingMonitor
-from torchdeck.widgets._monitor_process import PAUSE_REFUSED, ProcessRun
+from torchdeck.widgets._monitor_process import ProcessRun
 
 STEPS_PER_EPOCH = 6  # digits: 1437 training images in batches of 256 (2 ranks of 128)
 
@@ -113,9 +114,8 @@ def test_two_processes_fill_charts_table_and_status_from_the_relayed_history(mon
     mon.processes.value = 2
     run = mon.start()
     assert isinstance(run, ProcessRun)
-    # Pause is off for the whole run, and says why.
     assert _status(mon) in ("starting", "running")
-    assert _buttons(mon) == (False, False, True) and mon.pause_button.tooltip == PAUSE_REFUSED
+    assert _buttons(mon) == (False, True, True)  # Pause and Stop, as for a run in this kernel
     assert run.join(120), run
     assert run.status == "finished" and _status(mon) == "finished", (run.traceback, run.launch.output[-3000:])
     assert mon.learner is None  # no model in this process
@@ -143,27 +143,45 @@ def test_two_processes_fill_charts_table_and_status_from_the_relayed_history(mon
     # The end's grid, from the weights rank 0 saved (their folder is gone once shown).
     assert mon.predictions.value[:8] == b"\x89PNG\r\n\x1a\n" and mon.predictions.layout.display is None
     assert not os.path.exists(os.path.dirname(run.weights))
-    assert _buttons(mon) == (True, False, False) and mon.pause_button.tooltip == PAUSE_REFUSED
+    assert _buttons(mon) == (True, False, False)
 
 
-def test_stop_ends_every_process_and_the_status_says_stopped(monitors):
+def _relayed_step(mon: TrainingMonitor) -> int:
+    steps, _ = mon.stream.snapshot().get("loss", ([], []))
+    return steps[-1] if steps else -1
+
+
+def test_pause_holds_every_rank_resume_goes_on_and_stop_ends_them_all(monitors):
     mon = monitors(tiny_spec(500), predictions=0)
     mon.processes.value = 2
     run = mon.start()
     assert isinstance(run, ProcessRun)
-    _wait(lambda: mon.stream.latest("loss") is not None or run.done)  # the ranks are training
+    _wait(lambda: _relayed_step(mon) >= 1 or run.done)  # the ranks are training
     assert not run.done, run.launch.output[-3000:]
-    assert _status(mon) == "running"
-    mon.toggle_pause()  # refused: nothing to pause in a child process
     assert _status(mon) == "running"
     started = _children(run.launch.process.pid)
     assert len(started) >= 2  # the two ranks (and whatever torchrun runs besides)
+
+    mon.toggle_pause()
+    assert _status(mon) == "paused" and _buttons(mon) == (False, True, True)
+    assert mon.pause_button.description == "Resume"
+    _wait(lambda: run.status == "paused" or run.done, 30)  # the ranks have acknowledged
+    held = _relayed_step(mon)
+    time.sleep(1.2)
+    assert _relayed_step(mon) == held and run.status == "paused" and not run.done
+
+    mon.toggle_pause()
+    assert _status(mon) == "running" and mon.pause_button.description == "Pause"
+    _wait(lambda: run.status == "running" or run.done, 30)  # the ranks have gone on
+    _wait(lambda: _relayed_step(mon) > held + 1 or run.done, 30)  # and train
+    assert not run.done
 
     mon.stop()
     assert _status(mon) == "stopping" and _buttons(mon) == (False, False, False)
     assert run.join(90), run
     assert run.status == "stopped" and _status(mon) == "stopped"
-    assert run.launch.process.poll() is not None
+    # Stopped at a step boundary, not killed: the fit ended and torchrun exited 0.
+    assert run.returncode == 0 and run.launch.outcome == "stopped", run.launch.output[-3000:]
     assert [pid for pid in started if _alive(pid)] == []
     assert mon.failure.value == ""
     assert mon.stream.epoch_count < 500
@@ -220,5 +238,4 @@ def test_one_process_is_todays_run_in_this_kernel(monitors, monkeypatch):
     assert mon.processes.value == 1
     run = mon.start()
     assert isinstance(run, Run) and run.join(60) and run.status == "finished", run.traceback
-    assert mon.pause_button.tooltip == ""
     np.testing.assert_allclose(mon._traces["valid_loss"].y, [r["valid_loss"] for r in mon.learner.history.epochs])

@@ -9,10 +9,13 @@ In a process torchrun started::
     learner.fit()                      # metrics are over all ranks' samples
 
 From a script or the Studio: ``run = distributed.launch(spec, nproc=2)``; ``run.stream``
-fills from rank 0's relay, ``run.wait()`` gives the exit status. On the command line:
+fills from rank 0's relay, ``run.wait()`` gives the exit status;
+``run.pause()`` / ``run.resume()`` / ``run.stop()`` act on every rank at the same step. On the command line:
 ``torchdeck train spec.yaml --nproc 2``.
 """
 
+from torchdeck.distributed._control import (COMMANDS, CONTROL_ENV, STOP_REASON, ProcessControl, read_control,
+                                            write_control)
 from torchdeck.distributed._ddp import DDP, MAIN_ONLY, prepare, register_main_only
 from torchdeck.distributed._env import (BACKENDS, TORCHRUN_VARS, DistInfo, info, init, is_initialized, is_main,
                                         local_rank, rank, shutdown, world_size)
@@ -28,4 +31,5 @@ __all__ = ["init", "shutdown", "is_initialized", "is_main", "rank", "world_size"
            "TORCHRUN_VARS", "BACKENDS", "DDP", "prepare", "MAIN_ONLY", "register_main_only", "launch",
            "DistributedRun", "check_nproc", "torchrun_command", "RelaySender", "RelayServer", "Replay", "SHARDERS",
            "register_sharder", "shard_loader", "shard_positions", "rank_batch_size", "ShardedTensorLoader",
-           "DistributedLoader", "ShardSampler", "RowShardedLoader", "load_setup", "ShardedAugmentedBatches"]
+           "DistributedLoader", "ShardSampler", "RowShardedLoader", "load_setup", "ShardedAugmentedBatches",
+           "ProcessControl", "COMMANDS", "CONTROL_ENV", "STOP_REASON", "write_control", "read_control"]

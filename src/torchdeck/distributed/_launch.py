@@ -9,6 +9,7 @@ import tempfile
 import threading
 from typing import Any, Sequence
 
+from torchdeck.distributed._control import CONTROL_ENV, STOP_REASON, read_ack, write_control
 from torchdeck.distributed._relay import RelayServer, Replay
 from torchdeck.train import Callback, MetricStream
 from torchdeck.train._state import History
@@ -41,11 +42,17 @@ class DistributedRun:
 
     ``errors``: the error reports of the ranks that failed (``rank``, ``type``, ``message``,
     ``traceback``); ``output``: the processes' stdout and stderr when launched with ``capture=True``.
+
+    ``pause()`` / ``resume()`` / ``stop()`` write the run's control file (see
+    :mod:`torchdeck.distributed._control`): every rank pauses or stops at the same step.
+    ``paused``: rank 0 has acknowledged the pause. ``outcome``: running, finished, stopped or failed.
     """
 
     def __init__(self, process: subprocess.Popen, server: RelayServer, replay: Replay, stream: MetricStream,
-                 workdir: tempfile.TemporaryDirectory) -> None:
+                 workdir: tempfile.TemporaryDirectory, control: str | None = None) -> None:
         self.process = process
+        self.control = control  # the control file's path (None: launched without one)
+        self._terminated = False
         self.stream = stream
         self._server, self._replay, self._workdir = server, replay, workdir
         self._output: list[str] = []
@@ -88,12 +95,69 @@ class DistributedRun:
             self.returncode = code
         return code
 
+    def _command(self, command: str) -> None:
+        if self.control is None:
+            raise RuntimeError("this run was launched without a control file: it cannot be paused or stopped "
+                               "gracefully")
+        try:
+            write_control(self.control, command)
+        except OSError:
+            if not self.done:
+                raise  # else the run ended meanwhile and its folder is gone: nothing to control
+
+    def pause(self) -> None:
+        """Pause every rank at its next step boundary (the same step on all); ``paused`` turns
+        True once they have."""
+        self._command("pause")
+
+    def resume(self) -> None:
+        """Let paused ranks go on (at once: they look every 50 ms)."""
+        self._command("run")
+
+    @property
+    def paused(self) -> bool:
+        """Whether the ranks have reported pausing (and not resumed since)."""
+        if self.control is None or self.done:
+            return False
+        ack = read_ack(self.control)
+        return ack is not None and ack[0] == "paused"
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the run ended because it was stopped (gracefully, or by SIGTERM as a fallback)."""
+        return self._terminated or (self.done and self.stop_reason == STOP_REASON)
+
+    @property
+    def stop_reason(self) -> str:
+        """The fit's stop reason as rank 0 relayed it at fit_end ("" before, or when none)."""
+        return self._replay.state.stop_reason
+
+    @property
+    def outcome(self) -> str:
+        """``running``, then ``finished``, ``stopped`` (by :meth:`stop`) or ``failed``."""
+        if not self.done:
+            return "running"
+        if self.stopped:
+            return "stopped"
+        code = self.process.poll() if self.returncode is None else self.returncode
+        return "finished" if code == 0 and not self.errors else "failed"
+
     def stop(self, timeout: float = 30.0) -> int:
-        """Ask torchrun to end the run (SIGTERM, which it passes to the ranks); then wait."""
+        """End the run: the ranks stop together at their next step boundary (``fit_end`` runs,
+        loggers and checkpoints close, exit status 0); if they have not ended within
+        ``timeout`` seconds (or the run has no control file), SIGTERM to torchrun, which
+        passes it to the ranks, and a kill 10 s later. Returns the exit status."""
+        if self.control is not None and self.process.poll() is None:
+            self._command("stop")
+            try:
+                return self.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
         if self.process.poll() is None:
+            self._terminated = True
             self.process.terminate()
         try:
-            return self.wait(timeout)
+            return self.wait(timeout if self.control is None else 10.0)
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.wait()
@@ -106,7 +170,8 @@ def launch(spec: Any, nproc: int, *, callbacks: Sequence[Callback] = (), stream:
     processes of this machine with torchrun; returns at once.
 
     Rank 0 relays its events here: they feed ``stream`` (a new MetricStream by default) and
-    ``callbacks`` (e.g. a ProgressBar) on a background thread.
+    ``callbacks`` (e.g. a ProgressBar) on a background thread. The run can be paused, resumed
+    and stopped gracefully (``run.pause()``, ...) through a control file in its temporary folder.
 
     Args:
         threads: torch CPU threads per process (0: torchrun's default of 1).
@@ -133,8 +198,10 @@ def launch(spec: Any, nproc: int, *, callbacks: Sequence[Callback] = (), stream:
         args += ["--save", os.path.abspath(os.fspath(save))]
     if setup:
         args += ["--setup", setup]
+    control = os.path.join(workdir.name, "control")
+    write_control(control, "run")
     server = RelayServer(replay)
-    child_env = {**os.environ, **(env or {}), **server.env()}
+    child_env = {**os.environ, **(env or {}), **server.env(), CONTROL_ENV: control}
     try:
         process = subprocess.Popen(torchrun_command(nproc, "torchdeck.distributed.worker", args), env=child_env,
                                    stdout=subprocess.PIPE if capture else None,
@@ -143,4 +210,4 @@ def launch(spec: Any, nproc: int, *, callbacks: Sequence[Callback] = (), stream:
         server.close(0)
         workdir.cleanup()
         raise
-    return DistributedRun(process, server, replay, stream, workdir)
+    return DistributedRun(process, server, replay, stream, workdir, control)

@@ -2,7 +2,9 @@
 
 Every rank builds the spec's learner (the same seed gives the same model and data order),
 splits its loaders and wraps its model (:func:`prepare`), and trains; rank 0 also relays
-its events to the launcher and saves the weights. A rank that fails reports its error to
+its events to the launcher and saves the weights. When the launcher set a control file
+(``TORCHDECK_CONTROL``), every rank runs a :class:`ProcessControl`: the launcher's pause,
+resume and graceful stop, taken by all ranks at the same step. A rank that fails reports its error to
 the launcher and exits non-zero; torchrun then ends the other ranks.
 """
 
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> None:
     import torch
 
+    from torchdeck.distributed._control import CONTROL_ENV, ProcessControl
     from torchdeck.distributed._ddp import prepare
     from torchdeck.distributed._env import init
     from torchdeck.distributed._relay import RELAY_ENV, RelaySender
@@ -59,6 +62,8 @@ def _train(args: argparse.Namespace) -> None:
     prepare(learner)
     if args.setup:
         load_setup(args.setup)(learner)
+    if os.environ.get(CONTROL_ENV):
+        learner.add_callback(ProcessControl())
     if dist_info.rank == 0 and os.environ.get(RELAY_ENV):
         learner.add_callback(RelaySender())
     learner.fit()

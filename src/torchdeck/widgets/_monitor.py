@@ -30,7 +30,7 @@ from torchdeck import distributed
 from torchdeck.train import Learner, MetricStream, Run, get_metric, momentum_key
 from torchdeck.widgets._monitor_chart import TraceSpec, build_chart, chart_traces, metric_axis
 from torchdeck.widgets._monitor_gate import RedrawGate
-from torchdeck.widgets._monitor_process import PAUSE_REFUSED, ProcessRun, check_processes
+from torchdeck.widgets._monitor_process import ProcessRun, check_processes
 from torchdeck.widgets._monitor_views import PredictionView, epoch_table_html, failure_html, prediction_view
 from torchdeck.widgets._state import StudioState
 
@@ -117,7 +117,6 @@ class TrainingMonitor(W.VBox):
         self.stream.subscribe(self._on_stream)
         self.learner: Learner | None = None
         self.run: AnyRun | None = None
-        self._pausable = True   # False while a run on several processes is the current one
         self._run_task: Any = None  # the task a run on several processes was launched with
         self.redraws = 0
         self._draw_lock = threading.RLock()
@@ -350,7 +349,6 @@ class TrainingMonitor(W.VBox):
         self.failure.value = ""
         self._show_prediction(PredictionView())
         with self._control_lock:
-            self._pausable = True
             self._set_status("running")
             self.run = learner.fit_async()
         self.run.on_done(self._finished)
@@ -381,7 +379,6 @@ class TrainingMonitor(W.VBox):
         run = ProcessRun(launched, spec, weights=weights, cleanup=folder.cleanup if folder is not None else None)
         self._run_task = task
         with self._control_lock:
-            self._pausable = False
             self.run = run.start()
             self._set_status("starting")
         run.on_done(self._finished)
@@ -397,9 +394,11 @@ class TrainingMonitor(W.VBox):
         """Pause a running run, resume a paused one; anything else is left alone."""
         with self._control_lock:
             run = self.run
-            if run is None or run.done or not self._pausable or self._status not in ("running", "paused"):
+            if run is None or run.done or self._status not in ("starting", "running", "paused"):
                 return
-            if self._status == "running":
+            # A run on several processes is "starting" for seconds (torchrun, the ranks'
+            # imports): a pause then waits in its control file and holds the ranks at step 0.
+            if self._status in ("starting", "running"):
                 run.pause()
                 self._set_status("paused")
             else:
@@ -449,9 +448,8 @@ class TrainingMonitor(W.VBox):
         self._status = status
         self.status.value = f"status: <b>{html.escape(status)}</b>{detail}"
         self.train_button.disabled = not controls.train
-        self.pause_button.disabled = not (controls.pause and self._pausable)
+        self.pause_button.disabled = not controls.pause
         self.pause_button.description = controls.pause_label
-        self.pause_button.tooltip = "" if self._pausable else PAUSE_REFUSED
         self.stop_button.disabled = not controls.stop
 
     def _spec_changed(self, change: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Runs on several processes for the training monitor: a :func:`torchdeck.distributed.launch`
 run behind the same handle as a local :class:`~torchdeck.train.Run` (status, error, stop,
-on_done, join), and the check of the Processes field."""
+on_done, join, pause, resume), and the check of the Processes field."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torchdeck import distributed
 from torchdeck.spec import Experiment
 from torchdeck.train import BackgroundRun
 
-__all__ = ["ProcessRun", "ProcessFailure", "check_processes", "PAUSE_REFUSED"]
+__all__ = ["ProcessRun", "ProcessFailure", "check_processes"]
 
 
 def check_processes(value: Any, limit: int | None = None) -> int:
@@ -24,11 +24,6 @@ def check_processes(value: Any, limit: int | None = None) -> int:
     return n
 
 
-# Why Pause is off while a run trains on several processes (the pause button's tooltip).
-PAUSE_REFUSED = ("Pause is not available for a run on several processes: the ranks run in torchrun's "
-                 "child processes, which can be stopped but not paused")
-
-
 class ProcessFailure(RuntimeError):
     """A run on several processes failed: which rank, and its error (or torchrun's exit status)."""
 
@@ -36,11 +31,14 @@ class ProcessFailure(RuntimeError):
 class ProcessRun(BackgroundRun):
     """A :func:`torchdeck.distributed.launch` run, seen through the part of
     :class:`~torchdeck.train.Run` the monitor uses: ``status``, ``error`` / ``traceback``,
-    ``stop``, ``on_done``, ``join``, ``done``. It has no pause (see ``PAUSE_REFUSED``).
+    ``stop``, ``pause``, ``resume``, ``on_done``, ``join``, ``done``.
 
     A watcher thread waits for torchrun (the launch handle, ``launch``); Stop only sets a flag
-    that the watcher answers within ``poll`` seconds by stopping every rank, so the button's
-    click never blocks the kernel. ``spec``: what the ranks run. ``weights``: where rank 0
+    that the watcher answers within ``poll`` seconds by stopping every rank (gracefully, at
+    their next step; SIGTERM if they do not end in time), so the button's click never blocks
+    the kernel. Pause and Resume write the launch's control file at once (a few bytes); the
+    watcher turns ``status`` to ``paused`` once the ranks have acknowledged, and back to
+    ``running`` once they go on, as a local run's status follows its thread. ``spec``: what the ranks run. ``weights``: where rank 0
     saves the trained weights (a file in a folder removed once the done callbacks have run),
     or None.
     """
@@ -65,13 +63,21 @@ class ProcessRun(BackgroundRun):
         while not self._stop.wait(self._poll):
             if self.launch.done:
                 return self.launch.wait()
-        return self.launch.stop()  # SIGTERM to torchrun, which ends the ranks; kills after 30 s
+            self._follow_pause()
+        return self.launch.stop()  # every rank at its next step; SIGTERM after 30 s, a kill 10 s later
+
+    def _follow_pause(self) -> None:
+        paused = self.launch.paused
+        if paused and self.status == "running":
+            self.status = "paused"
+        elif not paused and self.status == "paused":
+            self.status = "running"
 
     def _main(self) -> None:
         final = "finished"
         try:
             self.returncode = self._wait()
-            if self._stop.is_set():
+            if self._stop.is_set() or self.launch.stopped:
                 final = "stopped"
             elif self.returncode != 0 or self.launch.errors:
                 self.error, self.traceback = _failure(self.launch, self.returncode)
@@ -90,6 +96,15 @@ class ProcessRun(BackgroundRun):
         if not self.done:
             self.status = "stopping"
         self._stop.set()
+
+    def pause(self) -> None:
+        """Pause every rank at its next step (the same step on all)."""
+        if not self.done:
+            self.launch.pause()
+
+    def resume(self) -> None:
+        if not self.done:
+            self.launch.resume()
 
     def __repr__(self) -> str:
         return f"ProcessRun(status={self.status!r}, epochs={self.epochs}, pid={self.launch.process.pid})"
