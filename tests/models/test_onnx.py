@@ -418,6 +418,33 @@ def test_resnet18_dynamo_export_round_trip(tmp_path):
         assert (module(x) - model.eval()(x)).abs().max() <= 1e-5
 
 
+# The rest of the zoo through torch's default (dynamo) exporter and back: every backbone the
+# models registry offers must import (resnet18 above). ViT needs its 224² input; the others
+# run at 64².
+ZOO = ["resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",
+       "vit_b_16"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO)
+def test_every_zoo_backbone_round_trips_through_the_dynamo_exporter(tmp_path, name):
+    size = 224 if name.startswith("vit") else 64
+    body, width = _seeded(lambda: models.build_backbone(name, 3, pool="avg"))
+    model = nn.Sequential(body, nn.Linear(width, 5)).eval()
+    report = models.export_onnx(model, tmp_path / f"{name}.onnx", _image(2, size))
+    assert report.exporter == "dynamo" and report.max_abs_diff <= 1e-4
+    module = models.import_onnx(tmp_path / f"{name}.onnx")
+    x = _image(3, size, seed=5)  # another batch size than the export's
+    with torch.no_grad():
+        assert (module(x) - model(x)).abs().max() <= 1e-4
+
+
+def test_the_zoo_test_covers_every_torchvision_backbone():
+    from torchdeck.models import available
+    torchvision_names = {n for n in available() if n not in ("small_cnn", "small_convnet", "mlp", "tabular_mlp")}
+    assert torchvision_names == {"resnet18", *ZOO}
+
+
 # -- export: learners, modes, errors -----------------------------------------------------------
 class _Drifting(nn.Module):
     """Adds how often it has been called: the traced graph holds one count, later calls another."""
