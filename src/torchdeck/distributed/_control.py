@@ -31,10 +31,10 @@ import tempfile
 import time
 from typing import Callable
 
-import torch
 import torch.distributed as dist
 
 from torchdeck.train import Callback
+from torchdeck.train._callbacks import reduce_over_ranks
 from torchdeck.train._events import CancelFit
 from torchdeck.train._state import TrainState
 
@@ -122,22 +122,9 @@ MAX_INTERVAL = 64  # most steps between two checks, however quick the steps
 
 def _agree(code: int, interval: int = 1) -> tuple[int, int]:
     """The largest ``code`` and the smallest ``interval`` over the ranks, in one all-reduce
-    (MAX of ``(code, -interval)``); the values themselves outside torch.distributed."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return code, interval
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([code, -interval], dtype=torch.int64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t[0]), -int(t[1])
-
-
-def _min_over_ranks(n: int) -> int:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return n
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([n], dtype=torch.int64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())
+    (MAX of ``(code, -interval)``)."""
+    top, neg = reduce_over_ranks([code, -interval])
+    return top, -neg
 
 
 class ProcessControl(Callback):
@@ -188,7 +175,7 @@ class ProcessControl(Callback):
         # Every rank starts each pass with a check: the countdowns stay in step across ranks.
         self._countdown, self._last = 0, None
         if not state.phase.training:
-            self._checked = _min_over_ranks(state.batches.get(state.phase.name, 0))
+            self._checked = reduce_over_ranks([state.batches.get(state.phase.name, 0)], "min")[0]
 
     def _proposal(self, now: float) -> int:
         """Steps until the next check, by this rank's own step time since the last one."""

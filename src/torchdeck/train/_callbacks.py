@@ -33,6 +33,19 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def reduce_over_ranks(values: list[int], op: str = "max") -> list[int]:
+    """Whole numbers reduced element-wise over the ranks (``op``: "max" or "min"), in one
+    all-reduce on the backend's device; the values themselves outside a torch.distributed run.
+    For decisions every rank must take at the same step (stop, pause, how often to check)."""
+    if _world_size() == 1:
+        return list(values)
+    dist = torch.distributed
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor(values, dtype=torch.int64, device=device)
+    dist.all_reduce(t, op={"max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op])
+    return t.tolist()
+
+
 def _all_reduced(means: dict[str, list[torch.Tensor]], summed: dict[str, list[torch.Tensor]],
                  sizes: list[int]) -> dict[str, Any]:
     """The epoch values over every rank's samples, with one all-reduce.

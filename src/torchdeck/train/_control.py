@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 from torchdeck.train._callback import Callback
-from torchdeck.train._callbacks import Recorder, _world_size
+from torchdeck.train._callbacks import Recorder, reduce_over_ranks
 from torchdeck.train._checkpoint import Checkpointer
 from torchdeck.train._events import CancelFit
 from torchdeck.train._finite import all_finite, nonfinite_names
@@ -148,18 +148,6 @@ class StopOnNaN(Callback):
         return f"StopOnNaN(grads={self.grads!r})"
 
 
-def _on_any_rank(flag: bool) -> bool:
-    """``flag``, or in a torch.distributed run whether it is true on any rank: a stop that every
-    rank must take at the same step (else the others wait forever at the next all-reduce)."""
-    if _world_size() == 1:
-        return flag
-    dist = torch.distributed
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
 class TimeBudget(Callback):
     """Ends the fit once ``seconds`` of wall time have passed since it began (checked after
     each training step; a running validation pass is not cut short). ``clock`` is
@@ -183,7 +171,8 @@ class TimeBudget(Callback):
         if state.phase.training:
             spent = self.clock() - self._t0
             over = spent >= self.seconds
-            if _on_any_rank(over):
+            # Decided on all ranks together: one going on alone would wait forever at the next all-reduce.
+            if reduce_over_ranks([int(over)])[0]:
                 why = f"{spent:.3g} s spent of {self.seconds:g} s" if over else f"another rank spent its {self.seconds:g} s"
                 raise CancelFit(f"TimeBudget: {why}; stopped after step {state.step} (epoch {state.epoch + 1})")
 
